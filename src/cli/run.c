@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: MIT
+/* run.c: `kvmm run`: parse options, build the VM, run it, map the outcome to an exit status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "arch/x86/cpu.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "cli/cli.h"
+#include "vmm/console.h"
+#include "vmm/vm.h"
+
+static const char run_usage[] =
+	"usage: kvmm run --kernel PATH [options]\n"
+	"\n"
+	"  --kernel PATH        bzImage, vmlinux ELF or PVH ELF to boot\n"
+	"  --initrd PATH        initial ramdisk\n"
+	"  --cmdline STRING     kernel command line\n"
+	"  --cpus N             vCPUs (default 1)\n"
+	"  --memory SIZE        guest RAM, e.g. 512M, 2G (default 256M)\n"
+	"  --console KIND       stdio (default), file:PATH, socket:PATH (waits for a\n"
+	"                       client), none\n"
+	"  --reboot ACTION      on guest reset: restart (default) or exit (status 4)\n"
+	"  --boot PROTOCOL      auto (default), linux64, pvh\n"
+	"  --decompress         decompress a bzImage on the host and boot the ELF inside\n"
+	"  --hugepages KIND     none (default), thp, hugetlbfs\n"
+	"  --ksm                let KSM merge guest pages (MADV_MERGEABLE)\n"
+	"  --prefault           populate guest RAM up front\n"
+	"  --cpu-features LIST  e.g. -avx512f,+x2apic\n"
+	"  --log-level LEVEL    error, warn (default), info, debug\n"
+	"  --kvm PATH           KVM device (default /dev/kvm)\n"
+	"\n"
+	"The console escape is Ctrl-a x. Exit status: 0 guest powered off or stopped,\n"
+	"1 error, 2 bad usage, 3 guest crashed, 4 guest reset with --reboot=exit.\n";
+
+enum {
+	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_REBOOT,
+	OPT_BOOT, OPT_DECOMPRESS, OPT_HUGE, OPT_KSM, OPT_PREFAULT, OPT_CPUFEAT, OPT_LOGLEVEL,
+	OPT_KVM, OPT_HELP,
+};
+
+static const struct option run_opts[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "reboot", required_argument, NULL, OPT_REBOOT },
+	{ "boot", required_argument, NULL, OPT_BOOT },
+	{ "decompress", no_argument, NULL, OPT_DECOMPRESS },
+	{ "hugepages", required_argument, NULL, OPT_HUGE },
+	{ "ksm", no_argument, NULL, OPT_KSM },
+	{ "prefault", no_argument, NULL, OPT_PREFAULT },
+	{ "cpu-features", required_argument, NULL, OPT_CPUFEAT },
+	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
+	{ "kvm", required_argument, NULL, OPT_KVM },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Smallest and largest guest RAM accepted: the boot structures need 2 MiB; 1 TiB is a sane cap. */
+#define MEM_MIN (16 * MiB)
+#define MEM_MAX (1024 * GiB)
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kvmm run: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'kvmm run --help')\n");
+	return EXIT_USAGE;
+}
+
+static void fatal_signal(int sig)
+{
+	/* Leave the user's terminal usable even when we crash. */
+	console_tty_restore();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Listen on a Unix socket and wait for one client: it becomes the console. */
+static int console_socket(const char *path, struct err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int ls, cs;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return err_set(e, ENAMETOOLONG, "console socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ls < 0)
+		return err_set(e, errno, "console socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 1) < 0) {
+		int en = errno;
+
+		close(ls);
+		return err_set(e, en, "console socket %s: %s", path, strerror(en));
+	}
+	log_info("waiting for a console client on %s", path);
+	do {
+		cs = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+	} while (cs < 0 && errno == EINTR);
+	close(ls);
+	unlink(path);
+	if (cs < 0)
+		return err_set(e, errno, "console socket %s: accept: %s", path, strerror(errno));
+	return cs;
+}
+
+static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const char **console,
+			  struct err *e)
+{
+	uint64_t v;
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", run_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: cfg->boot.kernel = optarg; break;
+		case OPT_INITRD: cfg->boot.initrd = optarg; break;
+		case OPT_CMDLINE: cfg->boot.cmdline = optarg; break;
+		case OPT_CPUS:
+			if (parse_u64(optarg, 1, X86_MAX_VCPUS, &v))
+				return usage_error("--cpus '%s': give a number from 1 to 254", optarg);
+			cfg->ncpus = (unsigned)v;
+			break;
+		case OPT_MEMORY:
+			if (parse_size(optarg, &v) || v < MEM_MIN || v > MEM_MAX)
+				return usage_error("--memory '%s': give a size from 16M to 1T, "
+						   "e.g. 512M or 2G", optarg);
+			if (v % (4 * KiB))
+				return usage_error("--memory '%s': must be a multiple of 4K", optarg);
+			cfg->mem.size = v;
+			break;
+		case OPT_CONSOLE:
+			if (strcmp(optarg, "stdio") && strcmp(optarg, "none") &&
+			    strncmp(optarg, "file:", 5) && strncmp(optarg, "socket:", 7))
+				return usage_error("--console '%s': use stdio, none, file:PATH or "
+						   "socket:PATH", optarg);
+			if ((!strncmp(optarg, "file:", 5) && !optarg[5]) ||
+			    (!strncmp(optarg, "socket:", 7) && !optarg[7]))
+				return usage_error("--console '%s': the path is missing", optarg);
+			*console = optarg;
+			break;
+		case OPT_REBOOT:
+			if (!strcmp(optarg, "restart"))
+				cfg->reboot = REBOOT_RESTART;
+			else if (!strcmp(optarg, "exit"))
+				cfg->reboot = REBOOT_EXIT;
+			else
+				return usage_error("--reboot '%s': use restart or exit", optarg);
+			break;
+		case OPT_BOOT:
+			if (!strcmp(optarg, "auto"))
+				cfg->boot.pref = BOOT_PREF_AUTO;
+			else if (!strcmp(optarg, "linux64"))
+				cfg->boot.pref = BOOT_PREF_LINUX64;
+			else if (!strcmp(optarg, "pvh"))
+				cfg->boot.pref = BOOT_PREF_PVH;
+			else
+				return usage_error("--boot '%s': use auto, linux64 or pvh", optarg);
+			break;
+		case OPT_DECOMPRESS: cfg->boot.decompress = true; break;
+		case OPT_HUGE:
+			if (!strcmp(optarg, "none"))
+				cfg->mem.huge = MEM_HUGE_NONE;
+			else if (!strcmp(optarg, "thp"))
+				cfg->mem.huge = MEM_HUGE_THP;
+			else if (!strcmp(optarg, "hugetlbfs"))
+				cfg->mem.huge = MEM_HUGE_HUGETLBFS;
+			else
+				return usage_error("--hugepages '%s': use none, thp or hugetlbfs",
+						   optarg);
+			break;
+		case OPT_KSM: cfg->mem.merge = true; break;
+		case OPT_PREFAULT: cfg->mem.prefault = true; break;
+		case OPT_CPUFEAT:
+			if (cpuid_parse_features(optarg, &cfg->cpu, e)) {
+				fprintf(stderr, "kvmm run: %s\n", e->msg);
+				return EXIT_USAGE;
+			}
+			break;
+		case OPT_LOGLEVEL:
+			if (!strcmp(optarg, "error"))
+				log_set_level(LOG_ERROR);
+			else if (!strcmp(optarg, "warn"))
+				log_set_level(LOG_WARN);
+			else if (!strcmp(optarg, "info"))
+				log_set_level(LOG_INFO);
+			else if (!strcmp(optarg, "debug"))
+				log_set_level(LOG_DEBUG);
+			else
+				return usage_error("--log-level '%s': use error, warn, info or debug",
+						   optarg);
+			break;
+		case OPT_KVM: cfg->kvm_path = optarg; break;
+		case OPT_HELP:
+			fputs(run_usage, stdout);
+			return -1;
+		case ':':
+			return usage_error("option %s needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!cfg->boot.kernel)
+		return usage_error("%s", "--kernel is required");
+	if (cfg->mem.huge == MEM_HUGE_HUGETLBFS && cfg->mem.size % (2 * MiB))
+		return usage_error("%s", "--memory must be a multiple of 2M with --hugepages=hugetlbfs");
+	return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg = {
+		.ncpus = 1,
+		.mem = { .size = 256 * MiB },
+		.reboot = REBOOT_RESTART,
+		.console_in_fd = 0,
+		.console_out_fd = 1,
+	};
+	const char *console = "stdio";
+	char reason[256], dump[4096];
+	enum vm_exit ex;
+	struct err e = { "" };
+	sigset_t block;
+	int r, status, con_fd = -1;
+	bool raw = false;
+
+	r = parse_run_opts(argc, argv, &cfg, &console, &e);
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+
+	if (!strcmp(console, "none")) {
+		cfg.console_in_fd = cfg.console_out_fd = -1;
+	} else if (!strncmp(console, "file:", 5)) {
+		con_fd = open(console + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (con_fd < 0) {
+			fprintf(stderr, "kvmm: console file %s: %s\n", console + 5, strerror(errno));
+			return EXIT_ERR;
+		}
+		cfg.console_in_fd = -1;
+		cfg.console_out_fd = con_fd;
+	}
+
+	/* Stop signals go to the event loop's signalfd; kicks only to vCPU threads. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, VM_SIG_KICK);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (!strncmp(console, "socket:", 7)) {
+		con_fd = console_socket(console + 7, &e);
+		if (con_fd < 0) {
+			fprintf(stderr, "kvmm: %s\n", e.msg);
+			return EXIT_ERR;
+		}
+		cfg.console_in_fd = cfg.console_out_fd = con_fd;
+	}
+	if (!strcmp(console, "stdio") && console_tty_raw(0) == 0) {
+		raw = true;
+		cfg.console_escape = true;
+		signal(SIGSEGV, fatal_signal);
+		signal(SIGBUS, fatal_signal);
+		signal(SIGABRT, fatal_signal);
+		signal(SIGFPE, fatal_signal);
+		atexit(console_tty_restore);
+	}
+
+	for (;;) {
+		struct vm *vm = vm_create(&cfg, &e);
+
+		if (!vm) {
+			if (raw)
+				console_tty_restore();
+			fprintf(stderr, "kvmm: %s\n", e.msg);
+			status = EXIT_ERR;
+			break;
+		}
+		dump[0] = '\0';
+		ex = vm_run(vm, reason, sizeof(reason), dump, sizeof(dump));
+		vm_destroy(vm);
+		if (ex == VM_EXIT_RESET && cfg.reboot == REBOOT_RESTART) {
+			log_info("guest reset: restarting the VM");
+			continue;
+		}
+		if (raw)
+			console_tty_restore();
+		switch (ex) {
+		case VM_EXIT_POWEROFF:
+			log_info("%s", reason);
+			status = EXIT_OK;
+			break;
+		case VM_EXIT_RESET:
+			log_info("%s; exiting (--reboot=exit)", reason);
+			status = EXIT_GUEST_RESET;
+			break;
+		case VM_EXIT_CRASH:
+			fprintf(stderr, "kvmm: guest crashed: %s\n%s", reason, dump);
+			status = EXIT_GUEST_CRASH;
+			break;
+		default:
+			fprintf(stderr, "kvmm: %s\n", reason);
+			status = EXIT_ERR;
+			break;
+		}
+		break;
+	}
+	if (con_fd >= 0)
+		close(con_fd);
+	return status;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* kvm.h: the KVM system, VM and vCPU objects; the only API that issues KVM ioctls. */
+#ifndef KVMM_KVM_KVM_H
+#define KVMM_KVM_KVM_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct err;
+
+/* The system object: /dev/kvm, with the API version and capabilities checked. */
+struct kvm {
+	int fd;
+	int run_size;      /* mmap size of struct kvm_run */
+	int max_vcpus;
+	int nr_vcpus;      /* recommended */
+	struct kvm_msr_list *msrs; /* MSRs KVM can save/restore */
+	bool has_tsc_deadline;
+};
+
+int kvm_open(struct kvm *k, const char *path, struct err *e);
+void kvm_close(struct kvm *k);
+int kvm_check_cap(const struct kvm *k, long cap);
+/* Caller frees *out. */
+int kvm_supported_cpuid(const struct kvm *k, struct kvm_cpuid2 **out, struct err *e);
+bool kvm_msr_supported(const struct kvm *k, uint32_t index);
+
+/* The VM object. */
+struct kvm_vm {
+	int fd;
+	const struct kvm *kvm;
+};
+
+/* Creates the VM with in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT. */
+int kvm_vm_create(const struct kvm *k, struct kvm_vm *vm, struct err *e);
+void kvm_vm_destroy(struct kvm_vm *vm);
+int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		      uint32_t flags);
+int kvm_vm_irq_line(struct kvm_vm *vm, uint32_t gsi, bool level);
+
+/* The vCPU object. */
+struct kvm_vcpu {
+	int fd;
+	uint32_t id;
+	struct kvm_run *run;
+	size_t run_size;
+};
+
+int kvm_vcpu_create(struct kvm_vm *vm, uint32_t id, struct kvm_vcpu *v, struct err *e);
+void kvm_vcpu_destroy(struct kvm_vcpu *v);
+/* 0 on an exit to handle, -EINTR when interrupted (kick), other -errno on failure. */
+int kvm_vcpu_run(struct kvm_vcpu *v);
+int kvm_vcpu_get_regs(struct kvm_vcpu *v, struct kvm_regs *r);
+int kvm_vcpu_set_regs(struct kvm_vcpu *v, const struct kvm_regs *r);
+int kvm_vcpu_get_sregs(struct kvm_vcpu *v, struct kvm_sregs *s);
+int kvm_vcpu_set_sregs(struct kvm_vcpu *v, const struct kvm_sregs *s);
+int kvm_vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *f);
+int kvm_vcpu_set_cpuid(struct kvm_vcpu *v, const struct kvm_cpuid2 *c);
+/* Sets all entries or fails with -EIO naming nothing: callers pass only supported MSRs. */
+int kvm_vcpu_set_msrs(struct kvm_vcpu *v, const struct kvm_msr_entry *ents, uint32_t n);
+int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *l);
+int kvm_vcpu_set_lapic(struct kvm_vcpu *v, const struct kvm_lapic_state *l);
+int kvm_vcpu_get_mp_state(struct kvm_vcpu *v, uint32_t *state);
+
+#endif

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+/* mem.c: guest RAM backed by a memfd, and the checked guest-physical accessors. */
+#include "vmm/mem.h"
+
+#include <errno.h>
+#include <linux/memfd.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/layout.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
+
+#define HUGE_2M (2 * MiB)
+
+int mem_create(struct guest_mem *gm, const struct mem_opts *o, struct err *e)
+{
+	unsigned int mfd_flags = MFD_CLOEXEC;
+	int mmap_flags = MAP_SHARED;
+	void *p;
+	int ret;
+
+	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
+	gm->page_size = 4096;
+	if (o->huge == MEM_HUGE_HUGETLBFS) {
+		mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+		gm->page_size = HUGE_2M;
+	}
+	if (o->size == 0 || o->size % gm->page_size)
+		return err_set(e, EINVAL, "memory size %llu is not a multiple of %llu bytes",
+			       (unsigned long long)o->size, (unsigned long long)gm->page_size);
+
+	gm->fd = memfd_create("kvmm-guest-ram", mfd_flags);
+	if (gm->fd < 0)
+		return err_set(e, errno, "memfd_create for guest RAM%s: %s",
+			       o->huge == MEM_HUGE_HUGETLBFS ? " (hugetlbfs)" : "",
+			       strerror(errno));
+	if (ftruncate(gm->fd, (off_t)o->size) < 0) {
+		ret = err_set(e, errno, "cannot size guest RAM to %llu MiB: %s",
+			      (unsigned long long)(o->size / MiB), strerror(errno));
+		goto fail;
+	}
+	if (o->prefault)
+		mmap_flags |= MAP_POPULATE;
+	p = mmap(NULL, o->size, PROT_READ | PROT_WRITE, mmap_flags | MAP_NORESERVE, gm->fd, 0);
+	if (p == MAP_FAILED) {
+		ret = err_set(e, errno, "cannot map %llu MiB of guest RAM%s: %s",
+			      (unsigned long long)(o->size / MiB),
+			      o->huge == MEM_HUGE_HUGETLBFS ? " (are enough 2 MiB huge pages reserved?)" : "",
+			      strerror(errno));
+		goto fail;
+	}
+	gm->host = p;
+	gm->size = o->size;
+	gm->low_size = MIN(o->size, X86_MEM_HOLE_START);
+	gm->high_size = o->size - gm->low_size;
+
+	/* Advice failures are not fatal: the guest runs, only less well. */
+	if (o->huge == MEM_HUGE_THP && madvise(p, o->size, MADV_HUGEPAGE) < 0)
+		log_warn("transparent huge pages unavailable: %s", strerror(errno));
+	if (o->merge && madvise(p, o->size, MADV_MERGEABLE) < 0)
+		log_warn("KSM (MADV_MERGEABLE) unavailable: %s", strerror(errno));
+	/* Guest RAM never belongs in a core dump of the VMM. */
+	madvise(p, o->size, MADV_DONTDUMP);
+	return 0;
+fail:
+	close(gm->fd);
+	gm->fd = -1;
+	return ret;
+}
+
+void mem_destroy(struct guest_mem *gm)
+{
+	if (gm->host)
+		munmap(gm->host, gm->size);
+	if (gm->fd >= 0)
+		close(gm->fd);
+	gm->host = NULL;
+	gm->fd = -1;
+}
+
+int mem_regions(const struct guest_mem *gm, struct mem_region out[2])
+{
+	int n = 0;
+
+	if (gm->low_size)
+		out[n++] = (struct mem_region){ 0, gm->low_size, gm->host };
+	if (gm->high_size)
+		out[n++] = (struct mem_region){ X86_MEM_HIGH_START, gm->high_size,
+						gm->host + gm->low_size };
+	return n;
+}
+
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	if (!gm->host || len == 0)
+		return NULL;
+	if (range_ok(gpa, len, gm->low_size))
+		return gm->host + gpa;
+	if (gpa >= X86_MEM_HIGH_START && range_ok(gpa - X86_MEM_HIGH_START, len, gm->high_size))
+		return gm->host + gm->low_size + (gpa - X86_MEM_HIGH_START);
+	return NULL;
+}
+
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(dst, p, len);
+	return 0;
+}
+
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(p, src, len);
+	return 0;
+}
+
+uint64_t gm_end(const struct guest_mem *gm)
+{
+	return gm->high_size ? X86_MEM_HIGH_START + gm->high_size : gm->low_size;
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* mem.h: guest RAM (memfd backed) and the only checked way to reach it. */
+#ifndef KVMM_VMM_MEM_H
+#define KVMM_VMM_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct err;
+
+enum mem_hugepages { MEM_HUGE_NONE, MEM_HUGE_THP, MEM_HUGE_HUGETLBFS };
+
+struct mem_opts {
+	uint64_t size; /* bytes of RAM, multiple of 4 KiB (2 MiB with hugetlbfs) */
+	enum mem_hugepages huge;
+	bool merge; /* KSM: MADV_MERGEABLE */
+	bool prefault; /* MAP_POPULATE */
+};
+
+/*
+ * Guest RAM is one memfd mapped once in the host. Two guest-physical regions
+ * alias it: [0, low_size) and, for guests larger than the PCI hole start,
+ * [4 GiB, 4 GiB + high_size), backed by host[low_size ...].
+ */
+struct guest_mem {
+	int fd;
+	uint8_t *host;
+	uint64_t size;
+	uint64_t low_size;
+	uint64_t high_size;
+	uint64_t page_size;
+};
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+};
+
+int mem_create(struct guest_mem *gm, const struct mem_opts *opts, struct err *e);
+void mem_destroy(struct guest_mem *gm);
+/* Up to 2 regions; returns the count. */
+int mem_regions(const struct guest_mem *gm, struct mem_region out[2]);
+/*
+ * Host pointer for [gpa, gpa+len) when the whole range is RAM in a single
+ * region (no wrap, no crossing the hole); NULL otherwise. len 0 is refused.
+ */
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+/* Highest guest-physical address + 1 that is RAM. */
+uint64_t gm_end(const struct guest_mem *gm);
+
+#endif

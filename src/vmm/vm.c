@@ -1,0 +1,542 @@
+// SPDX-License-Identifier: MIT
+/* vm.c: building a VM (memory, irqchip, devices, tables, kernel, vCPUs) and running its vCPU threads. */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/layout.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "dev/acpi_pm.h"
+#include "dev/legacy.h"
+#include "kvm/kvm.h"
+#include "vmm/bus.h"
+#include "vmm/console.h"
+
+/* The devices of every VM, created in this order and destroyed in reverse. */
+static const struct dev_desc *const vm_devices[] = {
+	&serial_desc,
+	&i8042_desc,
+	&rtc_desc,
+	&acpi_pm_desc,
+	&pci_host_desc,
+};
+#define NDEV ARRAY_SIZE(vm_devices)
+
+struct vcpu {
+	struct vm *vm;
+	struct kvm_vcpu kvm;
+	pthread_t thread;
+	bool started;
+	uint64_t exits;
+	struct ratelimit unhandled_rl;
+};
+
+struct vm {
+	struct vm_config cfg;
+	struct kvm kvm;
+	struct kvm_vm kvm_vm;
+	struct guest_mem mem;
+	struct bus *pio;
+	struct bus *mmio;
+	void *dev[NDEV];
+	struct dev_ctx dev_ctx;
+	struct vcpu *vcpus;
+	unsigned nvcpus;
+	struct boot_info boot;
+	int wake_fd; /* eventfd: a vCPU or device asks the main loop to stop */
+
+	pthread_mutex_t stop_lock;
+	atomic_bool stopping;
+	enum vm_exit exit;
+	char reason[256];
+	char dump[4096];
+};
+
+static void vm_request_stop(struct vm *vm, enum vm_exit why, const char *reason, struct vcpu *c)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->stop_lock);
+	if (!atomic_load(&vm->stopping)) {
+		vm->exit = why;
+		snprintf(vm->reason, sizeof(vm->reason), "%s", reason);
+		if (c)
+			x86_vcpu_dump(&c->kvm, vm->dump, sizeof(vm->dump));
+		atomic_store(&vm->stopping, true);
+		if (write(vm->wake_fd, &one, sizeof(one)) < 0)
+			log_error("cannot wake the main loop: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+}
+
+static void vm_dev_request(void *opaque, enum vm_request req)
+{
+	struct vm *vm = opaque;
+
+	if (req == VM_REQ_POWEROFF)
+		vm_request_stop(vm, VM_EXIT_POWEROFF, "guest powered off", NULL);
+	else if (req == VM_REQ_RESET)
+		vm_request_stop(vm, VM_EXIT_RESET, "guest requested a reset", NULL);
+}
+
+static int vm_irq_set(void *opaque, uint32_t gsi, bool level)
+{
+	struct vm *vm = opaque;
+
+	return kvm_vm_irq_line(&vm->kvm_vm, gsi, level);
+}
+
+/* --- vCPU threads --- */
+
+static void vcpu_handle_io(struct vcpu *c)
+{
+	struct kvm_run *run = c->kvm.run;
+	uint64_t size = run->io.size, count = run->io.count, off = run->io.data_offset;
+	uint8_t *data = (uint8_t *)run + off;
+	bool wr = run->io.direction == KVM_EXIT_IO_OUT;
+	uint64_t i;
+
+	/* The data area is inside the shared run page; check it anyway. */
+	if ((size != 1 && size != 2 && size != 4) || count == 0 ||
+	    !range_ok(off, size * count, c->kvm.run_size)) {
+		vm_request_stop(c->vm, VM_EXIT_CRASH, "malformed port I/O exit", c);
+		return;
+	}
+	for (i = 0; i < count; i++, data += size) {
+		if (!bus_access(c->vm->pio, run->io.port, data, (uint32_t)size, wr) &&
+		    log_get_level() >= LOG_DEBUG && ratelimit_ok(&c->unhandled_rl))
+			log_debug("vCPU %u: unhandled port %s 0x%x size %u", c->kvm.id,
+				  wr ? "write" : "read", run->io.port, (unsigned)size);
+	}
+}
+
+static void vcpu_handle_mmio(struct vcpu *c)
+{
+	struct kvm_run *run = c->kvm.run;
+	uint32_t len = run->mmio.len;
+
+	if (len == 0 || len > 8) {
+		vm_request_stop(c->vm, VM_EXIT_CRASH, "malformed MMIO exit", c);
+		return;
+	}
+	if (!bus_access(c->vm->mmio, run->mmio.phys_addr, run->mmio.data, len,
+			run->mmio.is_write) &&
+	    log_get_level() >= LOG_DEBUG && ratelimit_ok(&c->unhandled_rl))
+		log_debug("vCPU %u: unhandled MMIO %s 0x%llx len %u", c->kvm.id,
+			  run->mmio.is_write ? "write" : "read",
+			  (unsigned long long)run->mmio.phys_addr, len);
+}
+
+/* Handle one exit; false when the vCPU must stop. */
+static bool vcpu_handle_exit(struct vcpu *c)
+{
+	struct kvm_run *run = c->kvm.run;
+	char why[160];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu_handle_io(c);
+		return true;
+	case KVM_EXIT_MMIO:
+		vcpu_handle_mmio(c);
+		return true;
+	case KVM_EXIT_HLT:
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		snprintf(why, sizeof(why), "vCPU %u: triple fault (shutdown)", c->kvm.id);
+		vm_request_stop(c->vm, VM_EXIT_CRASH, why, c);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(why, sizeof(why), "vCPU %u: VM entry failed (hardware reason 0x%llx)",
+			 c->kvm.id,
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vm_request_stop(c->vm, VM_EXIT_CRASH, why, c);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(why, sizeof(why), "vCPU %u: KVM internal error (suberror %u)", c->kvm.id,
+			 run->internal.suberror);
+		vm_request_stop(c->vm, VM_EXIT_CRASH, why, c);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
+			vm_request_stop(c->vm, VM_EXIT_POWEROFF, "guest powered off", NULL);
+		} else if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+			vm_request_stop(c->vm, VM_EXIT_RESET, "guest requested a reset", NULL);
+		} else {
+			snprintf(why, sizeof(why), "vCPU %u: system event %u", c->kvm.id,
+				 run->system_event.type);
+			vm_request_stop(c->vm, VM_EXIT_CRASH, why, c);
+		}
+		return false;
+	default:
+		snprintf(why, sizeof(why), "vCPU %u: unhandled exit reason %u", c->kvm.id,
+			 run->exit_reason);
+		vm_request_stop(c->vm, VM_EXIT_CRASH, why, c);
+		return false;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *c = arg;
+	struct vm *vm = c->vm;
+	char name[16];
+	sigset_t set;
+
+	snprintf(name, sizeof(name), "vcpu%u", c->kvm.id);
+	pthread_setname_np(pthread_self(), name);
+	sigemptyset(&set);
+	sigaddset(&set, VM_SIG_KICK);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!atomic_load(&vm->stopping)) {
+		int r = kvm_vcpu_run(&c->kvm);
+
+		if (r == -EINTR || r == -EAGAIN) {
+			c->kvm.run->immediate_exit = 0;
+			continue;
+		}
+		if (r) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "vCPU %u: KVM_RUN failed: %s", c->kvm.id,
+				 strerror(-r));
+			vm_request_stop(vm, VM_EXIT_CRASH, why, c);
+			break;
+		}
+		c->exits++;
+		if (!vcpu_handle_exit(c))
+			break;
+	}
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+static void vcpu_kick(struct vcpu *c)
+{
+	/* immediate_exit covers a signal that lands just before KVM_RUN (api.rst). */
+	c->kvm.run->immediate_exit = 1;
+	pthread_kill(c->thread, VM_SIG_KICK);
+}
+
+/* --- creation --- */
+
+static int vm_setup_devices(struct vm *vm, struct err *e)
+{
+	size_t i;
+	int r;
+
+	vm->dev_ctx = (struct dev_ctx){
+		.pio = vm->pio,
+		.mmio = vm->mmio,
+		.gm = &vm->mem,
+		.irq_set = vm_irq_set,
+		.irq_opaque = vm,
+		.request = vm_dev_request,
+		.request_opaque = vm,
+		.console_in_fd = vm->cfg.console_in_fd,
+		.console_out_fd = vm->cfg.console_out_fd,
+	};
+	for (i = 0; i < NDEV; i++) {
+		r = vm_devices[i]->create(&vm->dev_ctx, &vm->dev[i], e);
+		if (r)
+			return err_prefix(e, r, "device %s", vm_devices[i]->name);
+	}
+	return 0;
+}
+
+static int vm_setup_tables(struct vm *vm, struct err *e)
+{
+	uint32_t apic_ids[X86_MAX_VCPUS];
+	struct acpi_config ac = {
+		.ncpus = vm->nvcpus,
+		.apic_ids = apic_ids,
+		.ioapic_id = vm->nvcpus, /* after the LAPIC IDs */
+		.ioapic_addr = X86_IOAPIC_BASE,
+		.lapic_addr = X86_LAPIC_BASE,
+	};
+	size_t used;
+	void *p;
+	unsigned i;
+	int r;
+
+	for (i = 0; i < vm->nvcpus; i++)
+		apic_ids[i] = i;
+	p = gm_ptr(&vm->mem, X86_BIOS_START, X86_BIOS_END - X86_BIOS_START);
+	if (!p)
+		return err_set(e, EINVAL, "guest RAM too small for the ACPI tables");
+	r = acpi_build(p, X86_BIOS_END - X86_BIOS_START, X86_BIOS_START, &ac, &used, e);
+	if (r)
+		return err_prefix(e, r, "ACPI tables");
+	p = gm_ptr(&vm->mem, X86_MPTABLE_START, X86_BIOS_START - X86_MPTABLE_START);
+	/* The MP table only fits for small guests; Linux uses ACPI anyway. */
+	if (p && mptable_build(p, 1024, X86_MPTABLE_START, &ac, &used, NULL) &&
+	    vm->nvcpus <= 16)
+		log_warn("MP table not written");
+	r = x86_setup_boot_tables(&vm->mem);
+	if (r)
+		return err_set(e, -r, "cannot write the boot page tables");
+	return 0;
+}
+
+static int vm_setup_vcpus(struct vm *vm, struct err *e)
+{
+	struct kvm_cpuid2 *sup = NULL, *pol = NULL;
+	unsigned i;
+	int r;
+
+	r = kvm_supported_cpuid(&vm->kvm, &sup, e);
+	if (r)
+		return r;
+	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		free(sup);
+		return err_set(e, ENOMEM, "out of memory");
+	}
+	vm->cfg.cpu.ncpus = vm->nvcpus;
+	for (i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+
+		c->vm = vm;
+		c->kvm.fd = -1;
+		c->unhandled_rl = (struct ratelimit)RATELIMIT_INIT(1000, 10);
+		r = kvm_vcpu_create(&vm->kvm_vm, i, &c->kvm, e);
+		if (r)
+			break;
+		r = cpuid_policy(sup, &vm->cfg.cpu, i, &pol, e);
+		if (r)
+			break;
+		r = x86_vcpu_init(&vm->kvm, &c->kvm, pol, e);
+		free(pol);
+		if (r)
+			break;
+		/* The BSP starts at the kernel entry; APs wait for INIT/SIPI in the LAPIC. */
+		if (i == 0) {
+			r = x86_vcpu_set_boot_regs(&c->kvm, &vm->boot, e);
+			if (r)
+				break;
+		}
+	}
+	free(sup);
+	return r;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, struct err *e)
+{
+	struct mem_region regs[2];
+	struct boot_opts bo;
+	struct vm *vm;
+	unsigned max;
+	int i, n, r;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		err_set(e, ENOMEM, "out of memory");
+		return NULL;
+	}
+	vm->cfg = *cfg;
+	vm->wake_fd = -1;
+	vm->kvm.fd = -1;
+	vm->kvm_vm.fd = -1;
+	vm->mem.fd = -1;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+
+	r = kvm_open(&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm", e);
+	if (r)
+		goto fail;
+	max = (unsigned)MIN(vm->kvm.max_vcpus, X86_MAX_VCPUS);
+	if (cfg->ncpus < 1 || cfg->ncpus > max) {
+		err_set(e, EINVAL, "--cpus %u: this host allows 1 to %u vCPUs", cfg->ncpus, max);
+		goto fail;
+	}
+	vm->nvcpus = cfg->ncpus;
+	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->pio = bus_create("pio");
+	vm->mmio = bus_create("mmio");
+	if (vm->wake_fd < 0 || !vm->pio || !vm->mmio) {
+		err_set(e, ENOMEM, "out of resources creating the VM");
+		goto fail;
+	}
+	if (mem_create(&vm->mem, &cfg->mem, e))
+		goto fail;
+	if (kvm_vm_create(&vm->kvm, &vm->kvm_vm, e))
+		goto fail;
+	n = mem_regions(&vm->mem, regs);
+	for (i = 0; i < n; i++) {
+		r = kvm_vm_set_memory(&vm->kvm_vm, (uint32_t)i, regs[i].gpa, regs[i].size,
+				      regs[i].host, 0);
+		if (r) {
+			err_set(e, -r, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-r));
+			goto fail;
+		}
+	}
+	if (vm_setup_devices(vm, e) || vm_setup_tables(vm, e))
+		goto fail;
+	bo = cfg->boot;
+	bo.rsdp_gpa = X86_BIOS_START;
+	if (x86_boot_load(&vm->mem, &bo, &vm->boot, e))
+		goto fail;
+	log_info("kernel %s loaded as %s, entry 0x%llx", bo.kernel, vm->boot.format,
+		 (unsigned long long)vm->boot.entry);
+	if (vm_setup_vcpus(vm, e))
+		goto fail;
+	return vm;
+fail:
+	vm_destroy(vm);
+	return NULL;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	size_t i;
+
+	if (!vm)
+		return;
+	for (i = 0; vm->vcpus && i < vm->nvcpus; i++)
+		if (vm->vcpus[i].kvm.run || vm->vcpus[i].kvm.fd >= 0)
+			kvm_vcpu_destroy(&vm->vcpus[i].kvm);
+	free(vm->vcpus);
+	for (i = NDEV; i-- > 0;)
+		if (vm->dev[i])
+			vm_devices[i]->destroy(vm->dev[i]);
+	kvm_vm_destroy(&vm->kvm_vm);
+	mem_destroy(&vm->mem);
+	bus_destroy(vm->pio);
+	bus_destroy(vm->mmio);
+	if (vm->wake_fd >= 0)
+		close(vm->wake_fd);
+	kvm_close(&vm->kvm);
+	pthread_mutex_destroy(&vm->stop_lock);
+	free(vm);
+}
+
+/* --- running --- */
+
+static void vm_console_input(struct vm *vm, struct console *con)
+{
+	uint8_t buf[256];
+	size_t n;
+	bool quit = false;
+
+	n = console_read(con, buf, sizeof(buf), &quit);
+	if (quit) {
+		vm_request_stop(vm, VM_EXIT_STOPPED, "stopped from the console (Ctrl-a x)", NULL);
+		return;
+	}
+	console_queue(con, buf, n);
+}
+
+enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_dump,
+		    size_t dump_len)
+{
+	struct epoll_event ev, evs[4];
+	struct sigaction sa = { .sa_handler = kick_handler };
+	struct console con;
+	sigset_t stopsigs;
+	int ep = -1, sfd = -1;
+	unsigned i;
+
+	console_init(&con, vm->cfg.console_in_fd, vm->cfg.console_escape);
+	sigemptyset(&sa.sa_mask);
+	sigaction(VM_SIG_KICK, &sa, NULL);
+	/* Stop signals are read from a signalfd; callers block them in every thread. */
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	sigaddset(&stopsigs, SIGHUP);
+	sfd = signalfd(-1, &stopsigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0 || sfd < 0) {
+		snprintf(reason, reason_len, "cannot set up the event loop: %s", strerror(errno));
+		if (ep >= 0)
+			close(ep);
+		if (sfd >= 0)
+			close(sfd);
+		return VM_EXIT_ERROR;
+	}
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 0 };
+	epoll_ctl(ep, EPOLL_CTL_ADD, vm->wake_fd, &ev);
+	ev.data.u32 = 1;
+	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+	if (vm->cfg.console_in_fd >= 0) {
+		ev.data.u32 = 2;
+		/* A regular file or /dev/null cannot be polled: then there is no input. */
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, vm->cfg.console_in_fd, &ev) < 0)
+			con.in_fd = -1;
+	}
+
+	for (i = 0; i < vm->nvcpus; i++) {
+		if (pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i])) {
+			vm_request_stop(vm, VM_EXIT_ERROR, "cannot create a vCPU thread", NULL);
+			break;
+		}
+		vm->vcpus[i].started = true;
+	}
+
+	while (!atomic_load(&vm->stopping)) {
+		int n = epoll_wait(ep, evs, ARRAY_SIZE(evs), console_pending(&con) ? 10 : -1);
+		int k;
+
+		if (n < 0 && errno != EINTR)
+			break;
+		for (k = 0; k < n; k++) {
+			if (evs[k].data.u32 == 1) {
+				struct signalfd_siginfo si;
+
+				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					char why[64];
+
+					snprintf(why, sizeof(why), "stopped by signal %s",
+						 sigabbrev_np((int)si.ssi_signo));
+					vm_request_stop(vm, VM_EXIT_STOPPED, why, NULL);
+				}
+			} else if (evs[k].data.u32 == 2) {
+				if (evs[k].events & (EPOLLHUP | EPOLLERR)) {
+					/* Input closed: keep running without it. */
+					epoll_ctl(ep, EPOLL_CTL_DEL, vm->cfg.console_in_fd, NULL);
+					con.in_fd = -1;
+					if (!(evs[k].events & EPOLLIN))
+						continue;
+				}
+				vm_console_input(vm, &con);
+			}
+		}
+		/* Feed queued input as the UART's receive FIFO drains. */
+		console_flush(&con, serial_receive, vm->dev[0]);
+	}
+
+	for (i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].started)
+			vcpu_kick(&vm->vcpus[i]);
+	for (i = 0; i < vm->nvcpus; i++) {
+		if (vm->vcpus[i].started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].started = false;
+		}
+	}
+	close(ep);
+	close(sfd);
+	snprintf(reason, reason_len, "%s", vm->reason);
+	if (crash_dump && dump_len)
+		snprintf(crash_dump, dump_len, "%s", vm->dump);
+	return vm->exit;
+}

@@ -41,7 +41,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 2, fmt, ap);
 	va_end(ap);
 	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
+		n = (int)sizeof(line) - 3; /* vsnprintf's NUL sits at [size - 3] */
 	/* Raw terminal mode needs \r\n; a plain \n is fine elsewhere too. */
 	line[n++] = '\r';
 	line[n++] = '\n';

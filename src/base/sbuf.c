@@ -8,6 +8,8 @@
 
 int sbuf_put(struct sbuf *s, const void *p, size_t len)
 {
+	if (!len)
+		return 0; /* memcpy must not see a NULL buffer, even for 0 bytes */
 	if (len > SIZE_MAX / 2 - s->len)
 		return -ENOMEM;
 	if (s->len + len > s->cap) {

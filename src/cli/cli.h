@@ -11,5 +11,6 @@
 #define EXIT_GUEST_RESET 4
 
 int cmd_run(int argc, char **argv);
+int cmd_img(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{ "run", cmd_run, "boot a VM: kvmm run --kernel bzImage [--initrd F] [--cmdline S] ..." },
+	{ "img", cmd_img, "disk images: create, info, check, convert, ..." },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the commands" },
 };

@@ -38,6 +38,7 @@ static const char run_usage[] =
 	"  --ksm                let KSM merge guest pages (MADV_MERGEABLE)\n"
 	"  --prefault           populate guest RAM up front\n"
 	"  --cpu-features LIST  e.g. -avx512f,+x2apic\n"
+	"  --rng                a virtio-rng device fed by the host's getrandom()\n"
 	"  --log-level LEVEL    error, warn (default), info, debug\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
 	"\n"
@@ -47,7 +48,7 @@ static const char run_usage[] =
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_REBOOT,
 	OPT_BOOT, OPT_DECOMPRESS, OPT_HUGE, OPT_KSM, OPT_PREFAULT, OPT_CPUFEAT, OPT_LOGLEVEL,
-	OPT_KVM, OPT_HELP,
+	OPT_KVM, OPT_RNG, OPT_HELP,
 };
 
 static const struct option run_opts[] = {
@@ -66,6 +67,7 @@ static const struct option run_opts[] = {
 	{ "cpu-features", required_argument, NULL, OPT_CPUFEAT },
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "kvm", required_argument, NULL, OPT_KVM },
+	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -212,6 +214,7 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 						   optarg);
 			break;
 		case OPT_KVM: cfg->kvm_path = optarg; break;
+		case OPT_RNG: cfg->rng = true; break;
 		case OPT_HELP:
 			fputs(run_usage, stdout);
 			return -1;

@@ -35,6 +35,22 @@ struct dev_ctx {
 	/* Console backend for the serial port: -1 when absent. */
 	int console_in_fd;
 	int console_out_fd;
+
+	/*
+	 * Hooks for PCI/virtio devices; all take irq_opaque. Any may be NULL in a
+	 * test context. watch_fd runs cb(arg) on the VM's event-loop thread each
+	 * time fd becomes readable.
+	 */
+	int (*watch_fd)(void *opaque, int fd, void (*cb)(void *arg), void *arg);
+	void (*unwatch_fd)(void *opaque, int fd);
+	/* Route a GSI (allocated when gsi < 0) to an MSI address/data; returns the GSI. */
+	int (*msi_route)(void *opaque, int gsi, uint64_t addr, uint32_t data);
+	/* Attach/detach an eventfd that injects gsi when written. */
+	int (*irqfd)(void *opaque, int fd, uint32_t gsi, bool assign);
+	/* A guest write of len bytes at MMIO address addr signals fd (no exit to userspace). */
+	int (*ioeventfd)(void *opaque, int fd, uint64_t addr, uint32_t len, bool assign);
+	/* The PCI host bridge (priv of pci_host_desc) for pci_add_device; NULL before it exists. */
+	void *pci;
 };
 
 static inline int dev_irq_set(const struct dev_ctx *c, uint32_t gsi, bool level)

@@ -7,7 +7,10 @@
 
 #include "arch/x86/layout.h"
 #include "base/err.h"
+#include "base/util.h"
+#include "arch/x86/acpi.h"
 #include "dev/legacy.h"
+#include "dev/pci.h"
 #include "vmm/bus.h"
 
 /*
@@ -29,6 +32,8 @@ struct pci_host {
 	pthread_mutex_t lock;
 	struct dev_ctx ctx;
 	struct pci_host_regs r;
+	struct pci_device *slots[PCI_SLOTS];
+	uint64_t mmio_next; /* bump allocator in the 32-bit window */
 };
 
 static void pci_bridge_init(uint8_t *c)
@@ -49,16 +54,112 @@ static void pci_bridge_write(struct pci_host *h, unsigned off, uint8_t v)
 		h->r.bridge_cfg[off] = v;
 }
 
+/* Map or unmap a device's BARs on the MMIO bus to follow its command register and BARs. */
+static void pci_update_bars(struct pci_host *h, struct pci_device *d)
+{
+	bool mem_on = d->cfg[PCI_COMMAND] & PCI_COMMAND_MEMORY;
+	int i;
+
+	for (i = 0; i < PCI_NUM_BARS; i++) {
+		const struct pci_bar_desc *b = &d->bars[i];
+		uint64_t addr = 0;
+		bool want;
+
+		if (!b->size)
+			continue;
+		memcpy(&addr, &d->cfg[PCI_BAR0 + 4 * i], b->is64 ? 8 : 4);
+		addr &= ~0xfULL;
+		/* Only decode addresses that fit wholly in the PCI window(s). */
+		want = mem_on && addr && addr + b->size > addr &&
+		       ((addr >= X86_PCI_MMIO_START && addr + b->size <= X86_PCI_MMIO_END) ||
+			addr >= X86_MEM_HIGH_START);
+		if (d->bar_live[i] && (!want || addr != d->bar_addr[i])) {
+			bus_unregister(h->ctx.mmio, d->bar_addr[i]);
+			d->bar_live[i] = false;
+			if (d->bar_mapped)
+				d->bar_mapped(d->opaque, i, 0);
+		}
+		if (want && !d->bar_live[i]) {
+			if (bus_register(h->ctx.mmio, addr, b->size, b->ops, b->opaque) == 0) {
+				d->bar_live[i] = true;
+				d->bar_addr[i] = addr;
+				if (d->bar_mapped)
+					d->bar_mapped(d->opaque, i, addr);
+			}
+		}
+	}
+}
+
+/* Writable bits of a BAR register: the address bits above the BAR's size. */
+static uint8_t pci_bar_wmask(const struct pci_device *d, unsigned off)
+{
+	unsigned idx = (off - PCI_BAR0) / 4, byte = (off - PCI_BAR0) % 4;
+	uint64_t mask;
+
+	if (idx > 0 && d->bars[idx - 1].size && d->bars[idx - 1].is64) {
+		/* Upper half of a 64-bit BAR: fully writable. */
+		return 0xff;
+	}
+	if (!d->bars[idx].size)
+		return 0;
+	mask = ~(d->bars[idx].size - 1);
+	return (uint8_t)(mask >> (8 * byte)) & (byte == 0 ? 0xf0 : 0xff);
+}
+
+static void pci_dev_write(struct pci_host *h, struct pci_device *d, unsigned reg,
+			  const uint8_t *data, uint32_t len)
+{
+	bool bars = false, other = false;
+	unsigned i;
+
+	for (i = 0; i < len && reg + i < PCI_CFG_SIZE; i++) {
+		unsigned off = reg + i;
+		uint8_t m;
+
+		if (off >= PCI_BAR0 && off < PCI_BAR0 + 4 * PCI_NUM_BARS) {
+			m = pci_bar_wmask(d, off);
+			bars = true;
+		} else if (off == PCI_COMMAND) {
+			m = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+			bars = true;
+		} else if (off == PCI_COMMAND + 1) {
+			m = PCI_COMMAND_INTX_DISABLE >> 8;
+		} else if (off == PCI_INTERRUPT_LINE) {
+			m = 0xff;
+		} else {
+			m = d->wmask[off];
+			other = other || m;
+		}
+		d->cfg[off] = (uint8_t)((d->cfg[off] & ~m) | (data[i] & m));
+	}
+	if (bars)
+		pci_update_bars(h, d);
+	if (other && d->cfg_written)
+		d->cfg_written(d->opaque, reg, len);
+}
+
 static void pci_cfg_access(struct pci_host *h, unsigned byte, uint8_t *data, uint32_t len,
 			   bool wr)
 {
 	uint32_t a = h->r.addr;
 	unsigned bus = (a >> 16) & 0xff, slot = (a >> 11) & 0x1f, fn = (a >> 8) & 7;
 	unsigned reg = (a & 0xfc) + byte, i;
+	struct pci_device *d = slot ? h->slots[slot] : NULL;
 
-	if (!(a & 0x80000000u) || bus != 0 || slot != 0 || fn != 0) {
+	if (!(a & 0x80000000u) || bus != 0 || fn != 0 || (slot && !d)) {
 		if (!wr)
 			memset(data, 0xff, len);
+		return;
+	}
+	if (d) {
+		if (wr) {
+			pci_dev_write(h, d, reg, data, len);
+			return;
+		}
+		if (d->cfg_reading && reg < PCI_CFG_SIZE)
+			d->cfg_reading(d->opaque, reg, MIN(len, PCI_CFG_SIZE - reg));
+		for (i = 0; i < len; i++)
+			data[i] = reg + i < PCI_CFG_SIZE ? d->cfg[reg + i] : 0xff;
 		return;
 	}
 	for (i = 0; i < len && reg + i < CFG_SIZE; i++) {
@@ -69,6 +170,59 @@ static void pci_cfg_access(struct pci_host *h, unsigned byte, uint8_t *data, uin
 	}
 	for (; !wr && i < len; i++)
 		data[i] = 0xff;
+}
+
+int pci_add_device(void *host, struct pci_device *d, struct err *e)
+{
+	struct pci_host *h = host;
+	unsigned slot;
+	int i;
+
+	pthread_mutex_lock(&h->lock);
+	for (slot = 1; slot < PCI_SLOTS && h->slots[slot]; slot++)
+		;
+	if (slot == PCI_SLOTS) {
+		pthread_mutex_unlock(&h->lock);
+		return err_set(e, ENOSPC, "%s: no free PCI slot (31 devices at most)", d->name);
+	}
+	for (i = 0; i < PCI_NUM_BARS; i++) {
+		uint64_t sz = d->bars[i].size, addr;
+
+		if (!sz)
+			continue;
+		addr = ALIGN_UP(h->mmio_next, sz);
+		if (addr + sz > X86_PCI_MMIO_END || addr + sz < addr) {
+			pthread_mutex_unlock(&h->lock);
+			return err_set(e, ENOSPC, "%s: the 32-bit PCI window is full", d->name);
+		}
+		h->mmio_next = addr + sz;
+		memcpy(&d->cfg[PCI_BAR0 + 4 * i], &addr, d->bars[i].is64 ? 8 : 4);
+		d->cfg[PCI_BAR0 + 4 * i] |= d->bars[i].is64 ? 0x4 : 0x0;
+		if (d->bars[i].is64)
+			i++;
+	}
+	d->slot = slot;
+	d->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA# */
+	d->cfg[PCI_INTERRUPT_LINE] = (uint8_t)x86_pci_intx_gsi(slot, 0);
+	/* Firmware leaves memory decoding on so the guest can use the BARs as assigned. */
+	d->cfg[PCI_COMMAND] |= PCI_COMMAND_MEMORY;
+	h->slots[slot] = d;
+	pci_update_bars(h, d);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+void pci_remove_device(void *host, struct pci_device *d)
+{
+	struct pci_host *h = host;
+
+	pthread_mutex_lock(&h->lock);
+	if (d->slot && h->slots[d->slot] == d) {
+		d->cfg[PCI_COMMAND] &= ~PCI_COMMAND_MEMORY;
+		pci_update_bars(h, d);
+		h->slots[d->slot] = NULL;
+	}
+	pthread_mutex_unlock(&h->lock);
 }
 
 static void pci_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
@@ -125,6 +279,7 @@ static int pci_host_create(const struct dev_ctx *ctx, void **priv, struct err *e
 	pthread_mutex_init(&h->lock, NULL);
 	h->ctx = *ctx;
 	pci_bridge_init(h->r.bridge_cfg);
+	h->mmio_next = X86_PCI_MMIO_START;
 	r = bus_register(ctx->pio, X86_PORT_PCI_CONFIG, 8, &pci_ops, h);
 	if (r) {
 		free(h);

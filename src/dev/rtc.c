@@ -236,7 +236,8 @@ static int rtc_load(void *priv, const uint8_t *buf, size_t len)
 	if (len != 1 + sizeof(r) || buf[0] != 1)
 		return -EINVAL;
 	memcpy(&r, buf + 1, sizeof(r));
-	if (r.index > 127)
+	/* A guest moves its clock by at most ~2^39.5 s (century 255, binary mode). */
+	if (r.index > 127 || r.offset > (1LL << 40) || r.offset < -(1LL << 40))
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
 	c->r = r;

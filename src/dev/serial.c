@@ -293,7 +293,6 @@ static int serial_load(void *priv, const uint8_t *buf, size_t len)
 		return -EINVAL;
 	pthread_mutex_lock(&s->lock);
 	s->r = r;
-	s->irq_level = false;
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return 0;

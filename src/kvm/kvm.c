@@ -216,3 +216,54 @@ int kvm_vm_irq_line(struct kvm_vm *vm, uint32_t gsi, bool level)
 
 	return ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
 }
+
+int kvm_vm_set_gsi_routing(struct kvm_vm *vm, const struct kvm_irq_routing_entry *ents,
+			   uint32_t n)
+{
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + n * sizeof(*ents));
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	r->nr = n;
+	memcpy(r->entries, ents, n * sizeof(*ents));
+	ret = ioctl(vm->fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+	free(r);
+	return ret;
+}
+
+int kvm_vm_irqfd(struct kvm_vm *vm, int fd, uint32_t gsi, bool assign)
+{
+	struct kvm_irqfd f = {
+		.fd = (uint32_t)fd,
+		.gsi = gsi,
+		.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	return ioctl(vm->fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
+int kvm_vm_ioeventfd(struct kvm_vm *vm, int fd, uint64_t addr, uint32_t len, bool is_pio,
+		     bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.addr = addr,
+		.len = len,
+		.fd = fd,
+		.flags = (is_pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	return ioctl(vm->fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi m = {
+		.address_lo = (uint32_t)addr,
+		.address_hi = (uint32_t)(addr >> 32),
+		.data = data,
+	};
+
+	return ioctl(vm->fd, KVM_SIGNAL_MSI, &m) < 0 ? -errno : 0;
+}

@@ -39,6 +39,16 @@ void kvm_vm_destroy(struct kvm_vm *vm);
 int kvm_vm_set_memory(struct kvm_vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
 		      uint32_t flags);
 int kvm_vm_irq_line(struct kvm_vm *vm, uint32_t gsi, bool level);
+/* Replace the whole GSI routing table (api.rst KVM_SET_GSI_ROUTING). */
+int kvm_vm_set_gsi_routing(struct kvm_vm *vm, const struct kvm_irq_routing_entry *ents,
+			   uint32_t n);
+/* Attach (assign) or detach an eventfd that injects gsi when written (KVM_IRQFD). */
+int kvm_vm_irqfd(struct kvm_vm *vm, int fd, uint32_t gsi, bool assign);
+/* An MMIO (or port, is_pio) write of len bytes at addr signals fd in the kernel (KVM_IOEVENTFD). */
+int kvm_vm_ioeventfd(struct kvm_vm *vm, int fd, uint64_t addr, uint32_t len, bool is_pio,
+		     bool assign);
+/* Inject one MSI directly (KVM_SIGNAL_MSI); 0 when delivered or blocked. */
+int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data);
 
 /* The vCPU object. */
 struct kvm_vcpu {

@@ -52,7 +52,7 @@ size_t console_filter(struct console *c, const uint8_t *in, size_t n, uint8_t *o
 	return o;
 }
 
-size_t console_read(struct console *c, uint8_t *buf, size_t cap, bool *quit)
+size_t console_read(struct console *c, uint8_t *buf, size_t cap, bool *quit, bool *eof)
 {
 	uint8_t raw[128];
 	size_t room = CONSOLE_QUEUE - c->qlen;
@@ -62,6 +62,8 @@ size_t console_read(struct console *c, uint8_t *buf, size_t cap, bool *quit)
 	if (c->in_fd < 0 || room < 2 || cap < 2)
 		return 0;
 	n = read(c->in_fd, raw, MIN(sizeof(raw), MIN(room, cap) / 2));
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		*eof = true;
 	if (n <= 0)
 		return 0;
 	return console_filter(c, raw, (size_t)n, buf, quit);

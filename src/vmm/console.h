@@ -21,9 +21,10 @@ struct console {
 void console_init(struct console *c, int in_fd, bool escape);
 /*
  * Read available input, applying the escape sequence. Returns the bytes for
- * the guest in buf; *quit set when the user typed Ctrl-a x.
+ * the guest in buf; *quit set when the user typed Ctrl-a x, *eof when the
+ * input is closed (end of file or a read error other than EAGAIN).
  */
-size_t console_read(struct console *c, uint8_t *buf, size_t cap, bool *quit);
+size_t console_read(struct console *c, uint8_t *buf, size_t cap, bool *quit, bool *eof);
 /* Pure filter used by console_read (exposed for tests). */
 size_t console_filter(struct console *c, const uint8_t *in, size_t n, uint8_t *out, bool *quit);
 /* Queue bytes for the guest; input beyond the queue is held back by not reading. */

@@ -45,7 +45,13 @@ int mem_create(struct guest_mem *gm, const struct mem_opts *o, struct err *e)
 	}
 	if (o->prefault)
 		mmap_flags |= MAP_POPULATE;
-	p = mmap(NULL, o->size, PROT_READ | PROT_WRITE, mmap_flags | MAP_NORESERVE, gm->fd, 0);
+	/*
+	 * Huge pages are reserved at mmap time so a shortage fails here with a
+	 * clear error instead of a SIGBUS on the guest's first touch.
+	 */
+	if (o->huge != MEM_HUGE_HUGETLBFS)
+		mmap_flags |= MAP_NORESERVE;
+	p = mmap(NULL, o->size, PROT_READ | PROT_WRITE, mmap_flags, gm->fd, 0);
 	if (p == MAP_FAILED) {
 		ret = err_set(e, errno, "cannot map %llu MiB of guest RAM%s: %s",
 			      (unsigned long long)(o->size / MiB),

@@ -23,6 +23,8 @@
 #include "dev/legacy.h"
 #include "kvm/kvm.h"
 #include "vmm/bus.h"
+#include "virtio/devices.h"
+#include "virtio/virtio.h"
 #include "vmm/console.h"
 
 /* The devices of every VM, created in this order and destroyed in reverse. */
@@ -44,6 +46,19 @@ struct vcpu {
 	struct ratelimit unhandled_rl;
 };
 
+/* An fd the event loop watches; cb runs on the main thread when it is readable. */
+struct vm_watch {
+	int fd;
+	void (*cb)(void *arg);
+	void *arg;
+	struct vm_watch *next;
+};
+
+/* GSIs 0-23 belong to the PIC/IOAPIC; MSI routes are allocated above. */
+#define VM_GSI_IRQCHIP 24
+#define VM_MAX_GSI 1024
+#define VM_MAX_VIRTIO 31
+
 struct vm {
 	struct vm_config cfg;
 	struct kvm kvm;
@@ -53,10 +68,20 @@ struct vm {
 	struct bus *mmio;
 	void *dev[NDEV];
 	struct dev_ctx dev_ctx;
+	struct virtio_dev *virtio[VM_MAX_VIRTIO];
+	unsigned nvirtio;
 	struct vcpu *vcpus;
 	unsigned nvcpus;
 	struct boot_info boot;
 	int wake_fd; /* eventfd: a vCPU or device asks the main loop to stop */
+	int ep;      /* the event loop's epoll */
+	pthread_mutex_t watch_lock;
+	struct vm_watch *watches;
+
+	pthread_mutex_t route_lock;
+	struct kvm_irq_routing_entry *routes;
+	uint32_t nroutes;
+	uint32_t next_gsi;
 
 	pthread_mutex_t stop_lock;
 	atomic_bool stopping;
@@ -97,6 +122,129 @@ static int vm_irq_set(void *opaque, uint32_t gsi, bool level)
 	struct vm *vm = opaque;
 
 	return kvm_vm_irq_line(&vm->kvm_vm, gsi, level);
+}
+
+static int vm_watch_fd(void *opaque, int fd, void (*cb)(void *arg), void *arg)
+{
+	struct vm *vm = opaque;
+	struct vm_watch *w = calloc(1, sizeof(*w));
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	if (!w)
+		return -ENOMEM;
+	*w = (struct vm_watch){ .fd = fd, .cb = cb, .arg = arg };
+	ev.data.ptr = w;
+	pthread_mutex_lock(&vm->watch_lock);
+	if (epoll_ctl(vm->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int en = errno;
+
+		pthread_mutex_unlock(&vm->watch_lock);
+		free(w);
+		return -en;
+	}
+	w->next = vm->watches;
+	vm->watches = w;
+	pthread_mutex_unlock(&vm->watch_lock);
+	return 0;
+}
+
+/*
+ * Watches are freed only when the VM is destroyed: the event loop may hold a
+ * pointer to one from an epoll_wait batch, so unwatching just disarms it.
+ */
+static void vm_unwatch_fd(void *opaque, int fd)
+{
+	struct vm *vm = opaque;
+	struct vm_watch *w;
+
+	pthread_mutex_lock(&vm->watch_lock);
+	for (w = vm->watches; w; w = w->next) {
+		if (w->fd == fd && w->cb) {
+			epoll_ctl(vm->ep, EPOLL_CTL_DEL, fd, NULL);
+			w->cb = NULL;
+			w->fd = -1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vm->watch_lock);
+}
+
+/* KVM's default routing, which KVM_SET_GSI_ROUTING replaces: GSI 0-15 to PIC and IOAPIC, 16-23 to IOAPIC. */
+static int vm_routes_init(struct vm *vm)
+{
+	uint32_t gsi, n = 0;
+
+	vm->routes = calloc(VM_MAX_GSI * 2, sizeof(*vm->routes));
+	if (!vm->routes)
+		return -ENOMEM;
+	for (gsi = 0; gsi < VM_GSI_IRQCHIP; gsi++) {
+		if (gsi < 16) {
+			vm->routes[n].gsi = gsi;
+			vm->routes[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+			vm->routes[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER :
+								    KVM_IRQCHIP_PIC_SLAVE;
+			vm->routes[n].u.irqchip.pin = gsi % 8;
+			n++;
+		}
+		vm->routes[n].gsi = gsi;
+		vm->routes[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+		vm->routes[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		vm->routes[n].u.irqchip.pin = gsi;
+		n++;
+	}
+	vm->nroutes = n;
+	vm->next_gsi = VM_GSI_IRQCHIP;
+	return 0;
+}
+
+static int vm_msi_route(void *opaque, int gsi, uint64_t addr, uint32_t data)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_routing_entry *e = NULL;
+	uint32_t i;
+	int r;
+
+	pthread_mutex_lock(&vm->route_lock);
+	if (gsi < 0) {
+		if (vm->next_gsi >= VM_MAX_GSI) {
+			pthread_mutex_unlock(&vm->route_lock);
+			return -ENOSPC;
+		}
+		gsi = (int)vm->next_gsi++;
+		e = &vm->routes[vm->nroutes++];
+		memset(e, 0, sizeof(*e));
+		e->gsi = (uint32_t)gsi;
+		e->type = KVM_IRQ_ROUTING_MSI;
+	} else {
+		for (i = 0; i < vm->nroutes; i++)
+			if (vm->routes[i].gsi == (uint32_t)gsi &&
+			    vm->routes[i].type == KVM_IRQ_ROUTING_MSI)
+				e = &vm->routes[i];
+		if (!e) {
+			pthread_mutex_unlock(&vm->route_lock);
+			return -ENOENT;
+		}
+	}
+	e->u.msi.address_lo = (uint32_t)addr;
+	e->u.msi.address_hi = (uint32_t)(addr >> 32);
+	e->u.msi.data = data;
+	r = kvm_vm_set_gsi_routing(&vm->kvm_vm, vm->routes, vm->nroutes);
+	pthread_mutex_unlock(&vm->route_lock);
+	return r ? r : gsi;
+}
+
+static int vm_irqfd(void *opaque, int fd, uint32_t gsi, bool assign)
+{
+	struct vm *vm = opaque;
+
+	return kvm_vm_irqfd(&vm->kvm_vm, fd, gsi, assign);
+}
+
+static int vm_ioeventfd(void *opaque, int fd, uint64_t addr, uint32_t len, bool assign)
+{
+	struct vm *vm = opaque;
+
+	return kvm_vm_ioeventfd(&vm->kvm_vm, fd, addr, len, false, assign);
 }
 
 /* --- vCPU threads --- */
@@ -255,11 +403,25 @@ static int vm_setup_devices(struct vm *vm, struct err *e)
 		.request_opaque = vm,
 		.console_in_fd = vm->cfg.console_in_fd,
 		.console_out_fd = vm->cfg.console_out_fd,
+		.watch_fd = vm_watch_fd,
+		.unwatch_fd = vm_unwatch_fd,
+		.msi_route = vm_msi_route,
+		.irqfd = vm_irqfd,
+		.ioeventfd = vm_ioeventfd,
 	};
 	for (i = 0; i < NDEV; i++) {
 		r = vm_devices[i]->create(&vm->dev_ctx, &vm->dev[i], e);
 		if (r)
 			return err_prefix(e, r, "device %s", vm_devices[i]->name);
+		if (vm_devices[i] == &pci_host_desc)
+			vm->dev_ctx.pci = vm->dev[i];
+	}
+	/* virtio-pci devices, in slot order: what the user asked for. */
+	if (vm->cfg.rng) {
+		r = virtio_rng_create(&vm->dev_ctx, &vm->virtio[vm->nvirtio], e);
+		if (r)
+			return r;
+		vm->nvirtio++;
 	}
 	return 0;
 }
@@ -355,10 +517,13 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 	}
 	vm->cfg = *cfg;
 	vm->wake_fd = -1;
+	vm->ep = -1;
 	vm->kvm.fd = -1;
 	vm->kvm_vm.fd = -1;
 	vm->mem.fd = -1;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->watch_lock, NULL);
+	pthread_mutex_init(&vm->route_lock, NULL);
 
 	r = kvm_open(&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm", e);
 	if (r)
@@ -370,9 +535,10 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 	}
 	vm->nvcpus = cfg->ncpus;
 	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->ep = epoll_create1(EPOLL_CLOEXEC);
 	vm->pio = bus_create("pio");
 	vm->mmio = bus_create("mmio");
-	if (vm->wake_fd < 0 || !vm->pio || !vm->mmio) {
+	if (vm->wake_fd < 0 || vm->ep < 0 || !vm->pio || !vm->mmio || vm_routes_init(vm)) {
 		err_set(e, ENOMEM, "out of resources creating the VM");
 		goto fail;
 	}
@@ -415,6 +581,8 @@ void vm_destroy(struct vm *vm)
 		if (vm->vcpus[i].kvm.run || vm->vcpus[i].kvm.fd >= 0)
 			kvm_vcpu_destroy(&vm->vcpus[i].kvm);
 	free(vm->vcpus);
+	for (i = vm->nvirtio; i-- > 0;)
+		virtio_pci_destroy(vm->virtio[i]);
 	for (i = NDEV; i-- > 0;)
 		if (vm->dev[i])
 			vm_devices[i]->destroy(vm->dev[i]);
@@ -424,38 +592,82 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(vm->mmio);
 	if (vm->wake_fd >= 0)
 		close(vm->wake_fd);
+	if (vm->ep >= 0)
+		close(vm->ep);
+	while (vm->watches) {
+		struct vm_watch *w = vm->watches;
+
+		vm->watches = w->next;
+		free(w);
+	}
+	free(vm->routes);
 	kvm_close(&vm->kvm);
 	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_mutex_destroy(&vm->watch_lock);
+	pthread_mutex_destroy(&vm->route_lock);
 	free(vm);
 }
 
 /* --- running --- */
 
-static void vm_console_input(struct vm *vm, struct console *con)
-{
-	uint8_t buf[256];
-	size_t n;
-	bool quit = false;
+struct vm_loop {
+	struct vm *vm;
+	struct console con;
+	int sfd;
+};
 
-	n = console_read(con, buf, sizeof(buf), &quit);
+static void vm_on_wake(void *arg)
+{
+	struct vm_loop *l = arg;
+	uint64_t v;
+
+	/* The loop condition checks vm->stopping; just drain the counter. */
+	if (read(l->vm->wake_fd, &v, sizeof(v)) < 0)
+		return;
+}
+
+static void vm_on_signal(void *arg)
+{
+	struct vm_loop *l = arg;
+	struct signalfd_siginfo si;
+	char why[64];
+
+	if (read(l->sfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	snprintf(why, sizeof(why), "stopped by signal %s", sigabbrev_np((int)si.ssi_signo));
+	vm_request_stop(l->vm, VM_EXIT_STOPPED, why, NULL);
+}
+
+static void vm_on_console(void *arg)
+{
+	struct vm_loop *l = arg;
+	uint8_t buf[256];
+	bool quit = false, eof = false;
+	size_t n;
+
+	n = console_read(&l->con, buf, sizeof(buf), &quit, &eof);
 	if (quit) {
-		vm_request_stop(vm, VM_EXIT_STOPPED, "stopped from the console (Ctrl-a x)", NULL);
+		vm_request_stop(l->vm, VM_EXIT_STOPPED, "stopped from the console (Ctrl-a x)", NULL);
 		return;
 	}
-	console_queue(con, buf, n);
+	console_queue(&l->con, buf, n);
+	if (eof) {
+		/* Input closed: the guest keeps running without it. */
+		vm_unwatch_fd(l->vm, l->con.in_fd);
+		l->con.in_fd = -1;
+	}
 }
 
 enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_dump,
 		    size_t dump_len)
 {
-	struct epoll_event ev, evs[4];
 	struct sigaction sa = { .sa_handler = kick_handler };
-	struct console con;
+	struct vm_loop loop = { .vm = vm, .sfd = -1 };
+	struct epoll_event evs[16];
 	sigset_t stopsigs;
-	int ep = -1, sfd = -1;
 	unsigned i;
 
-	console_init(&con, vm->cfg.console_in_fd, vm->cfg.console_escape);
+	console_init(&loop.con, vm->cfg.console_in_fd, vm->cfg.console_escape);
 	sigemptyset(&sa.sa_mask);
 	sigaction(VM_SIG_KICK, &sa, NULL);
 	/* Stop signals are read from a signalfd; callers block them in every thread. */
@@ -463,26 +675,17 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 	sigaddset(&stopsigs, SIGTERM);
 	sigaddset(&stopsigs, SIGINT);
 	sigaddset(&stopsigs, SIGHUP);
-	sfd = signalfd(-1, &stopsigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (ep < 0 || sfd < 0) {
+	loop.sfd = signalfd(-1, &stopsigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (loop.sfd < 0 || vm_watch_fd(vm, vm->wake_fd, vm_on_wake, &loop) ||
+	    vm_watch_fd(vm, loop.sfd, vm_on_signal, &loop)) {
 		snprintf(reason, reason_len, "cannot set up the event loop: %s", strerror(errno));
-		if (ep >= 0)
-			close(ep);
-		if (sfd >= 0)
-			close(sfd);
+		if (loop.sfd >= 0)
+			close(loop.sfd);
 		return VM_EXIT_ERROR;
 	}
-	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 0 };
-	epoll_ctl(ep, EPOLL_CTL_ADD, vm->wake_fd, &ev);
-	ev.data.u32 = 1;
-	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
-	if (vm->cfg.console_in_fd >= 0) {
-		ev.data.u32 = 2;
-		/* A regular file or /dev/null cannot be polled: then there is no input. */
-		if (epoll_ctl(ep, EPOLL_CTL_ADD, vm->cfg.console_in_fd, &ev) < 0)
-			con.in_fd = -1;
-	}
+	/* A regular file or /dev/null cannot be polled: then there is no input. */
+	if (loop.con.in_fd >= 0 && vm_watch_fd(vm, loop.con.in_fd, vm_on_console, &loop))
+		loop.con.in_fd = -1;
 
 	for (i = 0; i < vm->nvcpus; i++) {
 		if (pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i])) {
@@ -493,35 +696,19 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 	}
 
 	while (!atomic_load(&vm->stopping)) {
-		int n = epoll_wait(ep, evs, ARRAY_SIZE(evs), console_pending(&con) ? 10 : -1);
+		int n = epoll_wait(vm->ep, evs, ARRAY_SIZE(evs), console_pending(&loop.con) ? 10 : -1);
 		int k;
 
 		if (n < 0 && errno != EINTR)
 			break;
-		for (k = 0; k < n; k++) {
-			if (evs[k].data.u32 == 1) {
-				struct signalfd_siginfo si;
+		for (k = 0; k < n && !atomic_load(&vm->stopping); k++) {
+			struct vm_watch *w = evs[k].data.ptr;
 
-				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-					char why[64];
-
-					snprintf(why, sizeof(why), "stopped by signal %s",
-						 sigabbrev_np((int)si.ssi_signo));
-					vm_request_stop(vm, VM_EXIT_STOPPED, why, NULL);
-				}
-			} else if (evs[k].data.u32 == 2) {
-				if (evs[k].events & (EPOLLHUP | EPOLLERR)) {
-					/* Input closed: keep running without it. */
-					epoll_ctl(ep, EPOLL_CTL_DEL, vm->cfg.console_in_fd, NULL);
-					con.in_fd = -1;
-					if (!(evs[k].events & EPOLLIN))
-						continue;
-				}
-				vm_console_input(vm, &con);
-			}
+			if (w->cb)
+				w->cb(w->arg);
 		}
 		/* Feed queued input as the UART's receive FIFO drains. */
-		console_flush(&con, serial_receive, vm->dev[0]);
+		console_flush(&loop.con, serial_receive, vm->dev[0]);
 	}
 
 	for (i = 0; i < vm->nvcpus; i++)
@@ -533,8 +720,11 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 			vm->vcpus[i].started = false;
 		}
 	}
-	close(ep);
-	close(sfd);
+	vm_unwatch_fd(vm, vm->wake_fd);
+	vm_unwatch_fd(vm, loop.sfd);
+	if (loop.con.in_fd >= 0)
+		vm_unwatch_fd(vm, loop.con.in_fd);
+	close(loop.sfd);
 	snprintf(reason, reason_len, "%s", vm->reason);
 	if (crash_dump && dump_len)
 		snprintf(crash_dump, dump_len, "%s", vm->dump);

@@ -24,6 +24,7 @@ struct vm_config {
 	int console_in_fd;  /* -1: no input */
 	int console_out_fd; /* -1: output discarded */
 	bool console_escape; /* Ctrl-a x quits (interactive terminals) */
+	bool rng;            /* a virtio-rng device */
 };
 
 /* Why vm_run returned; the values are kvmm's exit statuses (see ARCHITECTURE.md). */

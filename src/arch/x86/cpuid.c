@@ -164,7 +164,7 @@ int cpuid_policy(const struct kvm_cpuid2 *sup, const struct cpuid_opts *o, unsig
 		case 1:
 			/* EBX: APIC ID [31:24], logical processors per package [23:16]. */
 			en->ebx = (en->ebx & 0x0000ffffu) | (index << 24) |
-				  ((ncpus > 1 ? (1u << core_bits) : 1u) << 16);
+				  (MIN(ncpus > 1 ? 1u << core_bits : 1u, 0xffu) << 16);
 			if (ncpus > 1)
 				en->edx |= 1u << 28; /* HTT: the count in EBX[23:16] is valid */
 			else

@@ -38,6 +38,8 @@ static const char run_usage[] =
 	"  --ksm                let KSM merge guest pages (MADV_MERGEABLE)\n"
 	"  --prefault           populate guest RAM up front\n"
 	"  --cpu-features LIST  e.g. -avx512f,+x2apic\n"
+	"  --disk SPEC          a virtio-blk disk (repeatable): path=FILE[,readonly=on]\n"
+	"                       [,format=raw|qcow2][,serial=ID][,queues=N]\n"
 	"  --rng                a virtio-rng device fed by the host's getrandom()\n"
 	"  --log-level LEVEL    error, warn (default), info, debug\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
@@ -48,7 +50,7 @@ static const char run_usage[] =
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_REBOOT,
 	OPT_BOOT, OPT_DECOMPRESS, OPT_HUGE, OPT_KSM, OPT_PREFAULT, OPT_CPUFEAT, OPT_LOGLEVEL,
-	OPT_KVM, OPT_RNG, OPT_HELP,
+	OPT_KVM, OPT_RNG, OPT_DISK, OPT_HELP,
 };
 
 static const struct option run_opts[] = {
@@ -68,6 +70,7 @@ static const struct option run_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "kvm", required_argument, NULL, OPT_KVM },
 	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -124,6 +127,63 @@ static int console_socket(const char *path, struct err *e)
 	if (cs < 0)
 		return err_set(e, errno, "console socket %s: accept: %s", path, strerror(errno));
 	return cs;
+}
+
+static int parse_onoff(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
+		*out = true;
+	else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* "path=F,readonly=on,format=qcow2,serial=S,queues=N"; a bare first item is the path. */
+static int parse_disk(char *spec, struct blk_opts *d, struct err *e)
+{
+	char *save = NULL, *item;
+	uint64_t v;
+
+	memset(d, 0, sizeof(*d));
+	for (item = strtok_r(spec, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		const char *key = item, *val;
+
+		if (!eq) {
+			if (d->path)
+				return err_set(e, EINVAL, "--disk: '%s' is not key=value", item);
+			d->path = item;
+			continue;
+		}
+		*eq = '\0';
+		val = eq + 1;
+		if (!strcmp(key, "path") || !strcmp(key, "file")) {
+			d->path = val;
+		} else if (!strcmp(key, "readonly") || !strcmp(key, "ro")) {
+			if (parse_onoff(val, &d->read_only))
+				return err_set(e, EINVAL, "--disk: readonly=%s: use on or off", val);
+		} else if (!strcmp(key, "format")) {
+			if (strcmp(val, "raw") && strcmp(val, "qcow2"))
+				return err_set(e, EINVAL, "--disk: format=%s: use raw or qcow2", val);
+			d->format = val;
+		} else if (!strcmp(key, "serial")) {
+			if (strlen(val) > 20)
+				return err_set(e, EINVAL, "--disk: serial=%s: 20 characters at most", val);
+			d->serial = val;
+		} else if (!strcmp(key, "queues")) {
+			if (parse_u64(val, 1, 16, &v))
+				return err_set(e, EINVAL, "--disk: queues=%s: give 1 to 16", val);
+			d->queues = (unsigned)v;
+		} else {
+			return err_set(e, EINVAL, "--disk: unknown key '%s' (path, readonly, format, "
+				       "serial, queues)", key);
+		}
+	}
+	if (!d->path || !*d->path)
+		return err_set(e, EINVAL, "--disk: path=FILE is required");
+	return 0;
 }
 
 static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const char **console,
@@ -215,6 +275,15 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 			break;
 		case OPT_KVM: cfg->kvm_path = optarg; break;
 		case OPT_RNG: cfg->rng = true; break;
+		case OPT_DISK:
+			if (cfg->ndisks == VM_MAX_DISKS)
+				return usage_error("--disk: at most %d disks", VM_MAX_DISKS);
+			if (parse_disk(optarg, &cfg->disks[cfg->ndisks], e)) {
+				fprintf(stderr, "kvmm run: %s (see 'kvmm run --help')\n", e->msg);
+				return EXIT_USAGE;
+			}
+			cfg->ndisks++;
+			break;
 		case OPT_HELP:
 			fputs(run_usage, stdout);
 			return -1;

@@ -416,7 +416,13 @@ static int vm_setup_devices(struct vm *vm, struct err *e)
 		if (vm_devices[i] == &pci_host_desc)
 			vm->dev_ctx.pci = vm->dev[i];
 	}
-	/* virtio-pci devices, in slot order: what the user asked for. */
+	/* virtio-pci devices, in slot order: disks, then the rest. */
+	for (i = 0; i < vm->cfg.ndisks; i++) {
+		r = virtio_blk_create(&vm->dev_ctx, &vm->cfg.disks[i], &vm->virtio[vm->nvirtio], e);
+		if (r)
+			return r;
+		vm->nvirtio++;
+	}
 	if (vm->cfg.rng) {
 		r = virtio_rng_create(&vm->dev_ctx, &vm->virtio[vm->nvirtio], e);
 		if (r)

@@ -8,11 +8,14 @@
 
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
+#include "virtio/devices.h"
 #include "vmm/mem.h"
 
 struct err;
 
 enum reboot_action { REBOOT_RESTART, REBOOT_EXIT };
+
+#define VM_MAX_DISKS 16
 
 struct vm_config {
 	const char *kvm_path;
@@ -25,6 +28,8 @@ struct vm_config {
 	int console_out_fd; /* -1: output discarded */
 	bool console_escape; /* Ctrl-a x quits (interactive terminals) */
 	bool rng;            /* a virtio-rng device */
+	unsigned ndisks;
+	struct blk_opts disks[VM_MAX_DISKS];
 };
 
 /* Why vm_run returned; the values are kvmm's exit statuses (see ARCHITECTURE.md). */

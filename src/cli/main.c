@@ -22,6 +22,15 @@ static const struct {
 } commands[] = {
 	{ "run", cmd_run, "boot a VM: kvmm run --kernel bzImage [--initrd F] [--cmdline S] ..." },
 	{ "img", cmd_img, "disk images: create, info, check, convert, ..." },
+	{ "list", cmd_list, "list running VMs (--json)" },
+	{ "status", cmd_ctl, "state of a VM: kvmm status NAME" },
+	{ "info", cmd_ctl, "a VM's configuration" },
+	{ "stats", cmd_ctl, "per-vCPU exit counts and per-device counters" },
+	{ "pause", cmd_ctl, "stop a VM's vCPUs (its clock stands still)" },
+	{ "resume", cmd_ctl, "continue a paused VM" },
+	{ "powerbutton", cmd_ctl, "press the ACPI power button (clean guest shutdown)" },
+	{ "reset", cmd_ctl, "reset a VM (restarts it)" },
+	{ "stop", cmd_ctl, "stop a VM at once (kvmm exits 0)" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the commands" },
 };

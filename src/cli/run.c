@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* run.c: `kvmm run`: parse options, build the VM, run it, map the outcome to an exit status. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,6 +20,7 @@
 #include "base/util.h"
 #include "cli/cli.h"
 #include "vmm/console.h"
+#include "vmm/control.h"
 #include "vmm/vm.h"
 
 static const char run_usage[] =
@@ -40,7 +42,16 @@ static const char run_usage[] =
 	"  --cpu-features LIST  e.g. -avx512f,+x2apic\n"
 	"  --disk SPEC          a virtio-blk disk (repeatable): path=FILE[,readonly=on]\n"
 	"                       [,format=raw|qcow2][,serial=ID][,queues=N]\n"
+	"  --net SPEC           a virtio-net NIC (repeatable, 8 at most): tap=NAME or fd=N\n"
+	"                       [,mac=52:54:00:12:34:56][,vhost=auto|on|off]\n"
 	"  --rng                a virtio-rng device fed by the host's getrandom()\n"
+	"  --virtio-console     the console is a virtio-console port (guest: console=hvc0);\n"
+	"                       the serial port's output is then discarded\n"
+	"  --balloon [SPEC]     a virtio-balloon: [target=SIZE][,stats=SECONDS]\n"
+	"                       [,reporting=on|off][,deflate_on_oom=on|off]; target is the\n"
+	"                       memory the balloon takes from the guest (default 0)\n"
+	"  --vsock SPEC         a virtio-vsock (vhost-vsock): cid=N (3 or more)\n"
+	"  --name NAME          the VM's name for kvmm list/pause/... (default vm-PID)\n"
 	"  --log-level LEVEL    error, warn (default), info, debug\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
 	"\n"
@@ -50,7 +61,7 @@ static const char run_usage[] =
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_REBOOT,
 	OPT_BOOT, OPT_DECOMPRESS, OPT_HUGE, OPT_KSM, OPT_PREFAULT, OPT_CPUFEAT, OPT_LOGLEVEL,
-	OPT_KVM, OPT_RNG, OPT_DISK, OPT_HELP,
+	OPT_KVM, OPT_RNG, OPT_DISK, OPT_VCONSOLE, OPT_BALLOON, OPT_VSOCK, OPT_NET, OPT_NAME, OPT_HELP,
 };
 
 static const struct option run_opts[] = {
@@ -71,6 +82,11 @@ static const struct option run_opts[] = {
 	{ "kvm", required_argument, NULL, OPT_KVM },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "virtio-console", no_argument, NULL, OPT_VCONSOLE },
+	{ "balloon", optional_argument, NULL, OPT_BALLOON },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "name", required_argument, NULL, OPT_NAME },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -186,6 +202,137 @@ static int parse_disk(char *spec, struct blk_opts *d, struct err *e)
 	return 0;
 }
 
+/* Six hex pairs separated by ':'; a unicast address (the multicast bit clear), not all zero. */
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned i, v[6];
+	char end;
+
+	if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3],
+				      &v[4], &v[5], &end) != 6)
+		return -EINVAL;
+	for (i = 0; i < 6; i++) {
+		if (!isxdigit((unsigned char)s[3 * i]) || !isxdigit((unsigned char)s[3 * i + 1]))
+			return -EINVAL;
+		mac[i] = (uint8_t)v[i];
+	}
+	if ((mac[0] & 1) || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]))
+		return -EINVAL;
+	return 0;
+}
+
+/* "tap=NAME,mac=M,vhost=auto|on|off" or "fd=N,..."; a bare first item is the tap name. */
+static int parse_net(char *spec, struct net_opts *n, struct err *e)
+{
+	char *save = NULL, *item;
+	uint64_t v;
+
+	memset(n, 0, sizeof(*n));
+	for (item = strtok_r(spec, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		const char *key = item, *val;
+
+		if (!eq) {
+			if (n->tap)
+				return err_set(e, EINVAL, "--net: '%s' is not key=value", item);
+			n->tap = item;
+			continue;
+		}
+		*eq = '\0';
+		val = eq + 1;
+		if (!strcmp(key, "tap") || !strcmp(key, "ifname")) {
+			if (!*val || strlen(val) >= 16 || strchr(val, '/'))
+				return err_set(e, EINVAL, "--net: tap=%s: give an interface name of 1 "
+					       "to 15 characters", val);
+			n->tap = val;
+		} else if (!strcmp(key, "fd")) {
+			if (parse_u64(val, 0, INT32_MAX, &v))
+				return err_set(e, EINVAL, "--net: fd=%s: give an open file descriptor "
+					       "number", val);
+			n->has_fd = true;
+			n->fd = (int)v;
+		} else if (!strcmp(key, "mac")) {
+			if (parse_mac(val, n->mac))
+				return err_set(e, EINVAL, "--net: mac=%s: give a unicast address like "
+					       "52:54:00:12:34:56", val);
+			n->has_mac = true;
+		} else if (!strcmp(key, "vhost")) {
+			bool on;
+
+			if (!strcmp(val, "auto"))
+				n->vhost = NET_VHOST_AUTO;
+			else if (!parse_onoff(val, &on))
+				n->vhost = on ? NET_VHOST_ON : NET_VHOST_OFF;
+			else
+				return err_set(e, EINVAL, "--net: vhost=%s: use auto, on or off", val);
+		} else {
+			return err_set(e, EINVAL, "--net: unknown key '%s' (tap, fd, mac, vhost)", key);
+		}
+	}
+	if (!n->tap == !n->has_fd)
+		return err_set(e, EINVAL, "--net: give exactly one of tap=NAME and fd=N");
+	return 0;
+}
+
+/* "target=SIZE,stats=SECONDS,reporting=on|off,deflate_on_oom=on|off" (all optional). */
+static int parse_balloon(char *spec, struct balloon_opts *b, struct err *e)
+{
+	char *save = NULL, *item;
+	uint64_t v;
+	bool on;
+
+	memset(b, 0, sizeof(*b));
+	b->stats_period = 5;
+	for (item = spec ? strtok_r(spec, ",", &save) : NULL; item;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		const char *key = item, *val;
+
+		if (!eq)
+			return err_set(e, EINVAL, "--balloon: '%s' is not key=value", item);
+		*eq = '\0';
+		val = eq + 1;
+		if (!strcmp(key, "target")) {
+			if (parse_size(val, &v) || v % (4 * KiB))
+				return err_set(e, EINVAL, "--balloon: target=%s: give a multiple of 4K "
+					       "smaller than --memory", val);
+			b->target = v;
+		} else if (!strcmp(key, "stats")) {
+			if (parse_u64(val, 0, 3600, &v))
+				return err_set(e, EINVAL, "--balloon: stats=%s: give seconds from 0 "
+					       "(off) to 3600", val);
+			b->stats_period = (unsigned)v;
+		} else if (!strcmp(key, "reporting")) {
+			if (parse_onoff(val, &on))
+				return err_set(e, EINVAL, "--balloon: reporting=%s: use on or off", val);
+			b->no_reporting = !on;
+		} else if (!strcmp(key, "deflate_on_oom")) {
+			if (parse_onoff(val, &b->deflate_on_oom))
+				return err_set(e, EINVAL, "--balloon: deflate_on_oom=%s: use on or off",
+					       val);
+		} else {
+			return err_set(e, EINVAL, "--balloon: unknown key '%s' (target, stats, "
+				       "reporting, deflate_on_oom)", key);
+		}
+	}
+	return 0;
+}
+
+/* "cid=N"; a bare number is the CID. CIDs 0-2 are reserved (host, hypervisor, local). */
+static int parse_vsock(char *spec, uint32_t *cid, struct err *e)
+{
+	const char *val = spec;
+	uint64_t v;
+
+	if (!strncmp(spec, "cid=", 4))
+		val = spec + 4;
+	if (parse_u64(val, 3, UINT32_MAX - 1, &v))
+		return err_set(e, EINVAL, "--vsock: '%s': give cid=N with N from 3 to 4294967294",
+			       spec);
+	*cid = (uint32_t)v;
+	return 0;
+}
+
 static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const char **console,
 			  struct err *e)
 {
@@ -275,6 +422,13 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 			break;
 		case OPT_KVM: cfg->kvm_path = optarg; break;
 		case OPT_RNG: cfg->rng = true; break;
+		case OPT_NAME:
+			if (control_check_name(optarg, e)) {
+				fprintf(stderr, "kvmm run: --name: %s\n", e->msg);
+				return EXIT_USAGE;
+			}
+			cfg->name = optarg;
+			break;
 		case OPT_DISK:
 			if (cfg->ndisks == VM_MAX_DISKS)
 				return usage_error("--disk: at most %d disks", VM_MAX_DISKS);
@@ -283,6 +437,33 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 				return EXIT_USAGE;
 			}
 			cfg->ndisks++;
+			break;
+		case OPT_NET:
+			if (cfg->nnets == VM_MAX_NETS)
+				return usage_error("--net: at most %d NICs", VM_MAX_NETS);
+			if (parse_net(optarg, &cfg->nets[cfg->nnets], e)) {
+				fprintf(stderr, "kvmm run: %s (see 'kvmm run --help')\n", e->msg);
+				return EXIT_USAGE;
+			}
+			cfg->nets[cfg->nnets].index = cfg->nnets;
+			cfg->nnets++;
+			break;
+		case OPT_VCONSOLE: cfg->virtio_console = true; break;
+		case OPT_BALLOON:
+			/* --balloon alone, or --balloon=SPEC / --balloon SPEC */
+			if (!optarg && optind < argc && argv[optind][0] != '-')
+				optarg = argv[optind++];
+			if (parse_balloon(optarg, &cfg->balloon_opts, e)) {
+				fprintf(stderr, "kvmm run: %s (see 'kvmm run --help')\n", e->msg);
+				return EXIT_USAGE;
+			}
+			cfg->balloon = true;
+			break;
+		case OPT_VSOCK:
+			if (parse_vsock(optarg, &cfg->vsock_cid, e)) {
+				fprintf(stderr, "kvmm run: %s (see 'kvmm run --help')\n", e->msg);
+				return EXIT_USAGE;
+			}
 			break;
 		case OPT_HELP:
 			fputs(run_usage, stdout);
@@ -299,6 +480,8 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 		return usage_error("%s", "--kernel is required");
 	if (cfg->mem.huge == MEM_HUGE_HUGETLBFS && cfg->mem.size % (2 * MiB))
 		return usage_error("%s", "--memory must be a multiple of 2M with --hugepages=hugetlbfs");
+	if (cfg->balloon && cfg->balloon_opts.target >= cfg->mem.size)
+		return usage_error("%s", "--balloon: target must be smaller than --memory");
 	return 0;
 }
 
@@ -312,7 +495,7 @@ int cmd_run(int argc, char **argv)
 		.console_out_fd = 1,
 	};
 	const char *console = "stdio";
-	char reason[256], dump[4096];
+	char reason[256], dump[4096], defname[32] = "";
 	enum vm_exit ex;
 	struct err e = { "" };
 	sigset_t block;
@@ -352,6 +535,19 @@ int cmd_run(int argc, char **argv)
 		}
 		cfg.console_in_fd = cfg.console_out_fd = con_fd;
 	}
+	/* The control socket outlives VM restarts: it belongs to the process. */
+	if (!cfg.name) {
+		snprintf(defname, sizeof(defname), "vm-%d", (int)getpid());
+		cfg.name = defname;
+	}
+	if (control_open(cfg.name, &cfg.control, &e)) {
+		if (cfg.name != defname) {
+			fprintf(stderr, "kvmm: %s\n", e.msg);
+			return EXIT_ERR;
+		}
+		log_warn("%s; running without a control socket", e.msg);
+		cfg.control = NULL;
+	}
 	if (!strcmp(console, "stdio") && console_tty_raw(0) == 0) {
 		raw = true;
 		cfg.console_escape = true;
@@ -375,7 +571,8 @@ int cmd_run(int argc, char **argv)
 		dump[0] = '\0';
 		ex = vm_run(vm, reason, sizeof(reason), dump, sizeof(dump));
 		vm_destroy(vm);
-		if (ex == VM_EXIT_RESET && cfg.reboot == REBOOT_RESTART) {
+		if (ex == VM_EXIT_RESTART ||
+		    (ex == VM_EXIT_RESET && cfg.reboot == REBOOT_RESTART)) {
 			log_info("guest reset: restarting the VM");
 			continue;
 		}
@@ -403,5 +600,6 @@ int cmd_run(int argc, char **argv)
 	}
 	if (con_fd >= 0)
 		close(con_fd);
+	control_close(cfg.control);
 	return status;
 }

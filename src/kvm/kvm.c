@@ -267,3 +267,23 @@ int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data)
 
 	return ioctl(vm->fd, KVM_SIGNAL_MSI, &m) < 0 ? -errno : 0;
 }
+
+int kvm_vm_get_clock(struct kvm_vm *vm, uint64_t *ns)
+{
+	struct kvm_clock_data c;
+
+	memset(&c, 0, sizeof(c));
+	if (ioctl(vm->fd, KVM_GET_CLOCK, &c) < 0)
+		return -errno;
+	*ns = c.clock;
+	return 0;
+}
+
+int kvm_vm_set_clock(struct kvm_vm *vm, uint64_t ns)
+{
+	struct kvm_clock_data c;
+
+	memset(&c, 0, sizeof(c));
+	c.clock = ns;
+	return ioctl(vm->fd, KVM_SET_CLOCK, &c) < 0 ? -errno : 0;
+}

@@ -50,6 +50,10 @@ int kvm_vm_ioeventfd(struct kvm_vm *vm, int fd, uint64_t addr, uint32_t len, boo
 /* Inject one MSI directly (KVM_SIGNAL_MSI); 0 when delivered or blocked. */
 int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data);
 
+/* kvmclock: read and set the VM's clock (pause/resume, snapshots). */
+int kvm_vm_get_clock(struct kvm_vm *vm, uint64_t *ns);
+int kvm_vm_set_clock(struct kvm_vm *vm, uint64_t ns);
+
 /* The vCPU object. */
 struct kvm_vcpu {
 	int fd;

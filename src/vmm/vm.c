@@ -26,6 +26,7 @@
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
 #include "vmm/console.h"
+#include "vmm/control.h"
 
 /* The devices of every VM, created in this order and destroyed in reverse. */
 static const struct dev_desc *const vm_devices[] = {
@@ -42,7 +43,7 @@ struct vcpu {
 	struct kvm_vcpu kvm;
 	pthread_t thread;
 	bool started;
-	uint64_t exits;
+	struct vcpu_stats st;
 	struct ratelimit unhandled_rl;
 };
 
@@ -70,6 +71,8 @@ struct vm {
 	struct dev_ctx dev_ctx;
 	struct virtio_dev *virtio[VM_MAX_VIRTIO];
 	unsigned nvirtio;
+	struct virtio_dev *vcon;    /* --virtio-console: gets the console input */
+	struct virtio_dev *balloon; /* --balloon: for the control socket */
 	struct vcpu *vcpus;
 	unsigned nvcpus;
 	struct boot_info boot;
@@ -82,6 +85,15 @@ struct vm {
 	struct kvm_irq_routing_entry *routes;
 	uint32_t nroutes;
 	uint32_t next_gsi;
+
+	/* Pause: vCPU threads park on pause_cond; the loop waits on parked_cond. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond, parked_cond;
+	atomic_bool pause_req;
+	unsigned parked;
+	bool paused;
+	uint64_t paused_clock;
+	uint64_t start_ns;
 
 	pthread_mutex_t stop_lock;
 	atomic_bool stopping;
@@ -105,6 +117,10 @@ static void vm_request_stop(struct vm *vm, enum vm_exit why, const char *reason,
 			log_error("cannot wake the main loop: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&vm->stop_lock);
+	/* Parked vCPUs must see the stop too. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 static void vm_dev_request(void *opaque, enum vm_request req)
@@ -169,7 +185,13 @@ static void vm_unwatch_fd(void *opaque, int fd)
 	pthread_mutex_unlock(&vm->watch_lock);
 }
 
-/* KVM's default routing, which KVM_SET_GSI_ROUTING replaces: GSI 0-15 to PIC and IOAPIC, 16-23 to IOAPIC. */
+/*
+ * The GSI routing kvmm installs at creation (KVM_SET_GSI_ROUTING replaces
+ * KVM's default). GSI 0-15 reach the PIC; GSI 1-23 reach the IOAPIC pin of
+ * the same number, except that the PIT, which the in-kernel PIT raises on
+ * GSI 0, is wired to IOAPIC pin 2 as the MADT's IRQ0 -> GSI 2 override says
+ * (the usual PC wiring).
+ */
 static int vm_routes_init(struct vm *vm)
 {
 	uint32_t gsi, n = 0;
@@ -186,10 +208,12 @@ static int vm_routes_init(struct vm *vm)
 			vm->routes[n].u.irqchip.pin = gsi % 8;
 			n++;
 		}
+		if (gsi == 2)
+			continue; /* IOAPIC pin 2 belongs to GSI 0 */
 		vm->routes[n].gsi = gsi;
 		vm->routes[n].type = KVM_IRQ_ROUTING_IRQCHIP;
 		vm->routes[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
-		vm->routes[n].u.irqchip.pin = gsi;
+		vm->routes[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
 		n++;
 	}
 	vm->nroutes = n;
@@ -296,14 +320,17 @@ static bool vcpu_handle_exit(struct vcpu *c)
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
+		c->st.io++;
 		vcpu_handle_io(c);
 		return true;
 	case KVM_EXIT_MMIO:
+		c->st.mmio++;
 		vcpu_handle_mmio(c);
 		return true;
 	case KVM_EXIT_HLT:
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 	case KVM_EXIT_INTR:
+		c->st.other++;
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		snprintf(why, sizeof(why), "vCPU %u: triple fault (shutdown)", c->kvm.id);
@@ -339,6 +366,20 @@ static bool vcpu_handle_exit(struct vcpu *c)
 	}
 }
 
+/* Wait here while the VM is paused; the loop thread counts parked vCPUs. */
+static void vcpu_park(struct vcpu *c)
+{
+	struct vm *vm = c->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->parked_cond);
+	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -353,8 +394,16 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (!atomic_load(&vm->stopping)) {
-		int r = kvm_vcpu_run(&c->kvm);
+		uint64_t t0;
+		int r;
 
+		if (atomic_load(&vm->pause_req)) {
+			vcpu_park(c);
+			continue;
+		}
+		t0 = time_ns();
+		r = kvm_vcpu_run(&c->kvm);
+		c->st.run_ns += time_ns() - t0;
 		if (r == -EINTR || r == -EAGAIN) {
 			c->kvm.run->immediate_exit = 0;
 			continue;
@@ -367,7 +416,7 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, VM_EXIT_CRASH, why, c);
 			break;
 		}
-		c->exits++;
+		c->st.exits++;
 		if (!vcpu_handle_exit(c))
 			break;
 	}
@@ -402,7 +451,8 @@ static int vm_setup_devices(struct vm *vm, struct err *e)
 		.request = vm_dev_request,
 		.request_opaque = vm,
 		.console_in_fd = vm->cfg.console_in_fd,
-		.console_out_fd = vm->cfg.console_out_fd,
+		/* With --virtio-console the 8250 output goes nowhere; the virtio port has it. */
+		.console_out_fd = vm->cfg.virtio_console ? -1 : vm->cfg.console_out_fd,
 		.watch_fd = vm_watch_fd,
 		.unwatch_fd = vm_unwatch_fd,
 		.msi_route = vm_msi_route,
@@ -423,11 +473,33 @@ static int vm_setup_devices(struct vm *vm, struct err *e)
 			return r;
 		vm->nvirtio++;
 	}
+	for (i = 0; i < vm->cfg.nnets; i++) {
+		r = virtio_net_create(&vm->dev_ctx, &vm->cfg.nets[i], &vm->virtio[vm->nvirtio], e);
+		if (r)
+			return r;
+		vm->nvirtio++;
+	}
 	if (vm->cfg.rng) {
 		r = virtio_rng_create(&vm->dev_ctx, &vm->virtio[vm->nvirtio], e);
 		if (r)
 			return r;
 		vm->nvirtio++;
+	}
+	if (vm->cfg.virtio_console) {
+		struct dev_ctx cc = vm->dev_ctx;
+
+		cc.console_out_fd = vm->cfg.console_out_fd;
+		r = virtio_console_create(&cc, &vm->virtio[vm->nvirtio], e);
+		if (r)
+			return r;
+		vm->vcon = vm->virtio[vm->nvirtio++];
+	}
+	if (vm->cfg.balloon) {
+		r = virtio_balloon_create(&vm->dev_ctx, &vm->cfg.balloon_opts,
+					  &vm->virtio[vm->nvirtio], e);
+		if (r)
+			return r;
+		vm->balloon = vm->virtio[vm->nvirtio++];
 	}
 	return 0;
 }
@@ -530,6 +602,10 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->watch_lock, NULL);
 	pthread_mutex_init(&vm->route_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	pthread_cond_init(&vm->parked_cond, NULL);
+	vm->start_ns = time_ns();
 
 	r = kvm_open(&vm->kvm, cfg->kvm_path ? cfg->kvm_path : "/dev/kvm", e);
 	if (r)
@@ -552,6 +628,11 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 		goto fail;
 	if (kvm_vm_create(&vm->kvm, &vm->kvm_vm, e))
 		goto fail;
+	r = kvm_vm_set_gsi_routing(&vm->kvm_vm, vm->routes, vm->nroutes);
+	if (r) {
+		err_set(e, -r, "KVM_SET_GSI_ROUTING: %s", strerror(-r));
+		goto fail;
+	}
 	n = mem_regions(&vm->mem, regs);
 	for (i = 0; i < n; i++) {
 		r = kvm_vm_set_memory(&vm->kvm_vm, (uint32_t)i, regs[i].gpa, regs[i].size,
@@ -611,6 +692,9 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->stop_lock);
 	pthread_mutex_destroy(&vm->watch_lock);
 	pthread_mutex_destroy(&vm->route_lock);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
+	pthread_cond_destroy(&vm->parked_cond);
 	free(vm);
 }
 
@@ -693,6 +777,9 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 	if (loop.con.in_fd >= 0 && vm_watch_fd(vm, loop.con.in_fd, vm_on_console, &loop))
 		loop.con.in_fd = -1;
 
+	if (vm->cfg.control && control_attach(vm->cfg.control, vm))
+		log_warn("control socket not served for this run");
+
 	for (i = 0; i < vm->nvcpus; i++) {
 		if (pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i])) {
 			vm_request_stop(vm, VM_EXIT_ERROR, "cannot create a vCPU thread", NULL);
@@ -714,7 +801,10 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 				w->cb(w->arg);
 		}
 		/* Feed queued input as the UART's receive FIFO drains. */
-		console_flush(&loop.con, serial_receive, vm->dev[0]);
+		if (vm->vcon)
+			console_flush(&loop.con, virtio_console_receive, vm->vcon);
+		else
+			console_flush(&loop.con, serial_receive, vm->dev[0]);
 	}
 
 	for (i = 0; i < vm->nvcpus; i++)
@@ -726,6 +816,8 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 			vm->vcpus[i].started = false;
 		}
 	}
+	if (vm->cfg.control)
+		control_detach(vm->cfg.control, vm);
 	vm_unwatch_fd(vm, vm->wake_fd);
 	vm_unwatch_fd(vm, loop.sfd);
 	if (loop.con.in_fd >= 0)
@@ -735,4 +827,134 @@ enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_
 	if (crash_dump && dump_len)
 		snprintf(crash_dump, dump_len, "%s", vm->dump);
 	return vm->exit;
+}
+
+/* --- control API --- */
+
+int vm_watch(struct vm *vm, int fd, void (*cb)(void *arg), void *arg)
+{
+	return vm_watch_fd(vm, fd, cb, arg);
+}
+
+void vm_unwatch(struct vm *vm, int fd)
+{
+	vm_unwatch_fd(vm, fd);
+}
+
+bool vm_paused(const struct vm *vm)
+{
+	return vm->paused;
+}
+
+int vm_pause(struct vm *vm)
+{
+	unsigned i, started = 0;
+	int r;
+
+	if (vm->paused)
+		return -EALREADY;
+	atomic_store(&vm->pause_req, true);
+	for (i = 0; i < vm->nvcpus; i++) {
+		if (vm->vcpus[i].started) {
+			vcpu_kick(&vm->vcpus[i]);
+			started++;
+		}
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < started && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->parked_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* The guest must not see the time it spent paused (kvmclock stands still). */
+	r = kvm_vm_get_clock(&vm->kvm_vm, &vm->paused_clock);
+	if (r)
+		log_warn("KVM_GET_CLOCK: %s; the guest clock will jump on resume", strerror(-r));
+	vm->paused = true;
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	int r;
+
+	if (!vm->paused)
+		return -EINVAL;
+	r = kvm_vm_set_clock(&vm->kvm_vm, vm->paused_clock);
+	if (r)
+		log_warn("KVM_SET_CLOCK: %s", strerror(-r));
+	vm->paused = false;
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_req, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+void vm_power_button(struct vm *vm)
+{
+	size_t i;
+
+	for (i = 0; i < NDEV; i++)
+		if (vm_devices[i] == &acpi_pm_desc && vm->dev[i])
+			acpi_pm_power_button(vm->dev[i]);
+}
+
+void vm_stop(struct vm *vm, const char *reason)
+{
+	vm_request_stop(vm, VM_EXIT_STOPPED, reason, NULL);
+}
+
+void vm_reset(struct vm *vm)
+{
+	vm_request_stop(vm, VM_EXIT_RESTART, "reset requested by the operator", NULL);
+}
+
+const struct vm_config *vm_get_config(const struct vm *vm)
+{
+	return &vm->cfg;
+}
+
+unsigned vm_nvcpus(const struct vm *vm)
+{
+	return vm->nvcpus;
+}
+
+void vm_vcpu_stats(const struct vm *vm, unsigned i, struct vcpu_stats *st)
+{
+	/* Counters are written by their vCPU thread; a torn read only skews a statistic. */
+	memset(st, 0, sizeof(*st));
+	if (i < vm->nvcpus)
+		*st = vm->vcpus[i].st;
+}
+
+unsigned vm_ndevices(const struct vm *vm)
+{
+	return vm->nvirtio;
+}
+
+const char *vm_device_name(const struct vm *vm, unsigned i)
+{
+	return i < vm->nvirtio ? vm->virtio[i]->ops->name : NULL;
+}
+
+int vm_device_stats(struct vm *vm, unsigned i, uint64_t out[6])
+{
+	struct virtio_dev *vd;
+
+	if (i >= vm->nvirtio)
+		return -ENOENT;
+	vd = vm->virtio[i];
+	pthread_mutex_lock(&vd->lock);
+	out[0] = vd->stats.requests;
+	out[1] = vd->stats.bytes_in;
+	out[2] = vd->stats.bytes_out;
+	out[3] = vd->stats.errors;
+	out[4] = vd->stats.kicks;
+	out[5] = vd->stats.interrupts;
+	pthread_mutex_unlock(&vd->lock);
+	return 0;
+}
+
+uint64_t vm_uptime_ms(const struct vm *vm)
+{
+	return (time_ns() - vm->start_ns) / 1000000;
 }

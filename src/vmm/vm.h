@@ -4,6 +4,7 @@
 #define KVMM_VMM_VM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "arch/x86/boot.h"
@@ -12,10 +13,12 @@
 #include "vmm/mem.h"
 
 struct err;
+struct control;
 
 enum reboot_action { REBOOT_RESTART, REBOOT_EXIT };
 
 #define VM_MAX_DISKS 16
+#define VM_MAX_NETS 8
 
 struct vm_config {
 	const char *kvm_path;
@@ -30,6 +33,14 @@ struct vm_config {
 	bool rng;            /* a virtio-rng device */
 	unsigned ndisks;
 	struct blk_opts disks[VM_MAX_DISKS];
+	bool virtio_console; /* the console is a virtio-console port (hvc0); 8250 output is dropped */
+	bool balloon;        /* a virtio-balloon device */
+	struct balloon_opts balloon_opts;
+	uint32_t vsock_cid;  /* a virtio-vsock device (vhost-vsock) with this guest CID; 0: none */
+	unsigned nnets;
+	struct net_opts nets[VM_MAX_NETS];
+	const char *name;          /* the VM's name (control socket, kvmm list) */
+	struct control *control;   /* served by vm_run when set */
 };
 
 /* Why vm_run returned; the values are kvmm's exit statuses (see ARCHITECTURE.md). */
@@ -39,6 +50,7 @@ enum vm_exit {
 	VM_EXIT_ERROR = 1,    /* host-side failure */
 	VM_EXIT_CRASH = 3,    /* triple fault, emulation failure, unhandled exit */
 	VM_EXIT_RESET = 4,    /* guest asked for a reset */
+	VM_EXIT_RESTART = 5,  /* an operator asked for a reset: always restarts */
 };
 
 struct vm;
@@ -52,6 +64,35 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e);
 enum vm_exit vm_run(struct vm *vm, char *reason, size_t reason_len, char *crash_dump,
 		    size_t dump_len);
 void vm_destroy(struct vm *vm);
+
+/* --- For the control socket; all run on the event-loop thread. --- */
+
+/* Watch fd in the VM's event loop (cb on the loop thread); unwatch before closing fd. */
+int vm_watch(struct vm *vm, int fd, void (*cb)(void *arg), void *arg);
+void vm_unwatch(struct vm *vm, int fd);
+/* Stop every vCPU at an instruction boundary and freeze the guest clock. -EALREADY if paused. */
+int vm_pause(struct vm *vm);
+/* -EINVAL when not paused. */
+int vm_resume(struct vm *vm);
+bool vm_paused(const struct vm *vm);
+/* ACPI power button press (the guest decides to shut down). */
+void vm_power_button(struct vm *vm);
+/* Ask the VM to stop (exit status 0) or to reset (always restarts). */
+void vm_stop(struct vm *vm, const char *reason);
+void vm_reset(struct vm *vm);
+
+struct vcpu_stats {
+	uint64_t exits, io, mmio, other;
+	uint64_t run_ns; /* time spent inside KVM_RUN */
+};
+const struct vm_config *vm_get_config(const struct vm *vm);
+unsigned vm_nvcpus(const struct vm *vm);
+void vm_vcpu_stats(const struct vm *vm, unsigned i, struct vcpu_stats *st);
+unsigned vm_ndevices(const struct vm *vm);
+/* Name and counters of virtio device i (0 when it has none). */
+const char *vm_device_name(const struct vm *vm, unsigned i);
+int vm_device_stats(struct vm *vm, unsigned i, uint64_t out[6]);
+uint64_t vm_uptime_ms(const struct vm *vm);
 
 /* Signal used to kick vCPU threads out of KVM_RUN. */
 #define VM_SIG_KICK SIGUSR1

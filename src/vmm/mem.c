@@ -3,6 +3,8 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <linux/memfd.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -76,6 +78,39 @@ fail:
 	close(gm->fd);
 	gm->fd = -1;
 	return ret;
+}
+
+int mem_create_from_file(struct guest_mem *gm, const char *path, uint64_t size, bool eager,
+			 struct err *e)
+{
+	struct stat st;
+	void *p;
+
+	memset(gm, 0, sizeof(*gm));
+	gm->page_size = 4096;
+	gm->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (gm->fd < 0)
+		return err_set(e, errno, "%s: %s", path, strerror(errno));
+	if (fstat(gm->fd, &st) < 0 || (uint64_t)st.st_size != size) {
+		close(gm->fd);
+		gm->fd = -1;
+		return err_set(e, EINVAL, "%s: size does not match the snapshot's memory size", path);
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_NORESERVE | (eager ? MAP_POPULATE : 0), gm->fd, 0);
+	if (p == MAP_FAILED) {
+		int en = errno;
+
+		close(gm->fd);
+		gm->fd = -1;
+		return err_set(e, en, "cannot map %s: %s", path, strerror(en));
+	}
+	gm->host = p;
+	gm->size = size;
+	gm->low_size = MIN(size, X86_MEM_HOLE_START);
+	gm->high_size = size - gm->low_size;
+	madvise(p, size, MADV_DONTDUMP);
+	return 0;
 }
 
 void mem_destroy(struct guest_mem *gm)

@@ -39,6 +39,13 @@ struct mem_region {
 };
 
 int mem_create(struct guest_mem *gm, const struct mem_opts *opts, struct err *e);
+/*
+ * Guest RAM from a snapshot's memory file: a private mapping, so pages are
+ * read on first touch (lazy restore) and the guest's writes never reach the
+ * file; eager populates it all up front.
+ */
+int mem_create_from_file(struct guest_mem *gm, const char *path, uint64_t size, bool eager,
+			 struct err *e);
 void mem_destroy(struct guest_mem *gm);
 /* Up to 2 regions; returns the count. */
 int mem_regions(const struct guest_mem *gm, struct mem_region out[2]);

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+/* snapshot.c: the snapshot directory: vm.json (configuration), state.bin (checksummed sections), memory.bin. */
+#include "vmm/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "base/err.h"
+#include "base/util.h"
+#include "vmm/vm.h"
+
+struct snap_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t nsections;
+	uint64_t mem_size;
+};
+
+struct snap_sec_hdr {
+	uint32_t type;
+	uint32_t index;
+	uint64_t len;
+	uint32_t crc;
+	uint32_t reserved;
+};
+
+#define SNAP_MAX_SECTIONS 1024
+
+/* dir/name into path; false when it does not fit. */
+static bool join(char *path, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(path, len, "%s/%s", dir, name);
+
+	return n >= 0 && (size_t)n < len;
+}
+#define SNAP_MAX_STATE (256 * MiB)
+
+int snap_add(struct sbuf *out, uint32_t type, uint32_t index, const void *data, uint64_t len)
+{
+	struct snap_sec_hdr h = {
+		.type = type,
+		.index = index,
+		.len = len,
+		.crc = (uint32_t)crc32(0, data, (uInt)len),
+	};
+	int r = sbuf_put(out, &h, sizeof(h));
+
+	return r ? r : sbuf_put(out, data, len);
+}
+
+static int write_file(const char *dir, const char *name, const void *a, size_t alen, const void *b,
+		      size_t blen, struct err *e)
+{
+	char path[PATH_MAX];
+	int fd, r;
+
+	if (!join(path, sizeof(path), dir, name))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(e, errno, "%s: %s", path, strerror(errno));
+	r = write_all(fd, a, alen);
+	if (!r && blen)
+		r = write_all(fd, b, blen);
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r ? err_set(e, -r, "%s: %s", path, strerror(-r)) : 0;
+}
+
+/* Guest RAM, leaving holes for all-zero pages (most of a fresh guest). */
+static int write_memory(const char *dir, const uint8_t *ram, uint64_t size, struct err *e)
+{
+	static const uint8_t zero[4096];
+	char path[PATH_MAX];
+	uint64_t off;
+	int fd, r = 0;
+
+	if (!join(path, sizeof(path), dir, "memory.bin"))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(e, errno, "%s: %s", path, strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0)
+		r = -errno;
+	for (off = 0; !r && off < size; off += 4096) {
+		size_t n = (size_t)MIN(4096, size - off);
+
+		if (!memcmp(ram + off, zero, n))
+			continue;
+		if (pwrite(fd, ram + off, n, (off_t)off) != (ssize_t)n)
+			r = errno ? -errno : -EIO;
+	}
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r ? err_set(e, -r, "%s: %s", path, strerror(-r)) : 0;
+}
+
+static void remove_dir(const char *dir)
+{
+	static const char *const names[] = { "vm.json", "state.bin", "memory.bin" };
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (join(path, sizeof(path), dir, names[i]))
+			unlink(path);
+	rmdir(dir);
+}
+
+int snap_write_dir(const char *dir, const char *config_json, const struct sbuf *sections,
+		   const uint8_t *ram, uint64_t ram_size, struct err *e)
+{
+	char tmp[PATH_MAX];
+	struct snap_header h;
+	struct snap_sec_hdr end = { .type = SNAP_SEC_END };
+	struct sbuf all = { 0 };
+	const uint8_t *p;
+	size_t off;
+	uint32_t n = 0;
+	int r;
+
+	if (access(dir, F_OK) == 0)
+		return err_set(e, EEXIST, "snapshot %s already exists", dir);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid()) >= (int)sizeof(tmp))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	if (mkdir(tmp, 0700) < 0)
+		return err_set(e, errno, "cannot create %s: %s", tmp, strerror(errno));
+
+	/* Count sections for the header. */
+	for (off = 0, p = sections->data; off + sizeof(struct snap_sec_hdr) <= sections->len; n++) {
+		struct snap_sec_hdr sh;
+
+		memcpy(&sh, p + off, sizeof(sh));
+		off += sizeof(sh) + sh.len;
+	}
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, SNAP_MAGIC, 8);
+	h.version = SNAP_VERSION;
+	h.nsections = n + 1;
+	h.mem_size = ram_size;
+	/* The END section's checksum covers the header and every section before it. */
+	r = sbuf_put(&all, &h, sizeof(h));
+	if (!r)
+		r = sbuf_put(&all, sections->data, sections->len);
+	if (!r) {
+		end.crc = (uint32_t)crc32(0, all.data, (uInt)all.len);
+		r = sbuf_put(&all, &end, sizeof(end));
+	}
+	if (r) {
+		r = err_set(e, -r, "out of memory");
+		goto fail;
+	}
+	/* state.bin last: a directory without it is never taken for a snapshot. */
+	r = write_file(tmp, "vm.json", config_json, strlen(config_json), NULL, 0, e);
+	if (!r)
+		r = write_memory(tmp, ram, ram_size, e);
+	if (!r)
+		r = write_file(tmp, "state.bin", all.data, all.len, NULL, 0, e);
+	if (r)
+		goto fail;
+	if (rename(tmp, dir) < 0) {
+		r = err_set(e, errno, "cannot rename %s to %s: %s", tmp, dir, strerror(errno));
+		goto fail;
+	}
+	sbuf_free(&all);
+	return 0;
+fail:
+	sbuf_free(&all);
+	remove_dir(tmp);
+	return r;
+}
+
+int snap_read_state(const char *dir, struct snap_state *st, struct err *e)
+{
+	char path[PATH_MAX];
+	struct snap_header h;
+	size_t off;
+	unsigned i;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	if (!join(path, sizeof(path), dir, "state.bin"))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	r = read_file(path, SNAP_MAX_STATE, &st->buf, &st->len);
+	if (r)
+		return err_set(e, -r, "snapshot %s: cannot read state.bin: %s", dir,
+			       r == -ENOENT ? "missing (incomplete snapshot?)" : strerror(-r));
+	if (st->len < sizeof(h)) {
+		r = err_set(e, EINVAL, "snapshot %s: state.bin is truncated", dir);
+		goto fail;
+	}
+	memcpy(&h, st->buf, sizeof(h));
+	if (memcmp(h.magic, SNAP_MAGIC, 8)) {
+		r = err_set(e, EINVAL, "snapshot %s: state.bin is not a kvmm snapshot", dir);
+		goto fail;
+	}
+	if (h.version != SNAP_VERSION) {
+		r = err_set(e, EINVAL, "snapshot %s: format version %u, this kvmm reads %u", dir,
+			    h.version, SNAP_VERSION);
+		goto fail;
+	}
+	if (h.nsections == 0 || h.nsections > SNAP_MAX_SECTIONS) {
+		r = err_set(e, EINVAL, "snapshot %s: damaged (section count %u)", dir, h.nsections);
+		goto fail;
+	}
+	st->sec = calloc(h.nsections, sizeof(*st->sec));
+	if (!st->sec) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto fail;
+	}
+	st->mem_size = h.mem_size;
+	for (off = sizeof(h), i = 0; i < h.nsections; i++) {
+		struct snap_sec_hdr sh;
+
+		if (!range_ok(off, sizeof(sh), st->len)) {
+			r = err_set(e, EINVAL, "snapshot %s: state.bin is truncated", dir);
+			goto fail;
+		}
+		memcpy(&sh, st->buf + off, sizeof(sh));
+		if (sh.type == SNAP_SEC_END) {
+			if (sh.crc != (uint32_t)crc32(0, st->buf, (uInt)off) ||
+			    off + sizeof(sh) != st->len || i + 1 != h.nsections) {
+				r = err_set(e, EINVAL, "snapshot %s: damaged (checksum mismatch)", dir);
+				goto fail;
+			}
+			st->n = i;
+			return 0;
+		}
+		off += sizeof(sh);
+		if (!range_ok(off, sh.len, st->len) ||
+		    sh.crc != (uint32_t)crc32(0, st->buf + off, (uInt)sh.len)) {
+			r = err_set(e, EINVAL, "snapshot %s: damaged (section %u)", dir, i);
+			goto fail;
+		}
+		st->sec[i] = (struct snap_section_view){ sh.type, sh.index, st->buf + off, sh.len };
+		off += sh.len;
+	}
+	r = err_set(e, EINVAL, "snapshot %s: damaged (no end marker)", dir);
+fail:
+	snap_state_free(st);
+	return r;
+}
+
+void snap_state_free(struct snap_state *st)
+{
+	free(st->buf);
+	free(st->sec);
+	memset(st, 0, sizeof(*st));
+}
+
+const struct snap_section_view *snap_find(const struct snap_state *st, uint32_t type,
+					  uint32_t index)
+{
+	unsigned i;
+
+	for (i = 0; i < st->n; i++)
+		if (st->sec[i].type == type && st->sec[i].index == index)
+			return &st->sec[i];
+	return NULL;
+}
+
+char *snap_config_json(const struct vm_config *cfg)
+{
+	json_t *disks = json_array(), *root;
+	char *s;
+	unsigned i;
+
+	for (i = 0; i < cfg->ndisks; i++)
+		json_array_append_new(disks, json_pack("{s:s, s:b, s:s?, s:s?, s:i}", "path",
+						       cfg->disks[i].path, "readonly",
+						       cfg->disks[i].read_only, "format",
+						       cfg->disks[i].format, "serial",
+						       cfg->disks[i].serial, "queues",
+						       (int)cfg->disks[i].queues));
+	root = json_pack("{s:s, s:i, s:i, s:I, s:o, s:b, s:s?, s:s?}", "format", "kvmm-snapshot",
+			 "version", SNAP_VERSION, "cpus", (int)cfg->ncpus, "memory",
+			 (json_int_t)cfg->mem.size, "disks", disks, "rng", cfg->rng, "kernel",
+			 cfg->boot.kernel, "cmdline", cfg->boot.cmdline);
+	s = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return s;
+}
+
+/* Strings from vm.json live as long as the process (the config points at them). */
+static const char *keep(json_t *v)
+{
+	const char *s = json_string_value(v);
+
+	return s ? strdup(s) : NULL;
+}
+
+int snap_read_config(const char *dir, struct vm_config *cfg, struct err *e)
+{
+	char path[PATH_MAX];
+	json_error_t jerr;
+	json_t *root, *disks, *d;
+	json_int_t cpus, mem;
+	size_t i;
+
+	if (!join(path, sizeof(path), dir, "vm.json"))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	root = json_load_file(path, 0, &jerr);
+	if (!root)
+		return err_set(e, EINVAL, "snapshot %s: vm.json: %s", dir, jerr.text);
+	if (strcmp(json_string_value(json_object_get(root, "format")) ?: "", "kvmm-snapshot") ||
+	    json_integer_value(json_object_get(root, "version")) != SNAP_VERSION) {
+		json_decref(root);
+		return err_set(e, EINVAL, "snapshot %s: vm.json is not a version %d kvmm snapshot",
+			       dir, SNAP_VERSION);
+	}
+	cpus = json_integer_value(json_object_get(root, "cpus"));
+	mem = json_integer_value(json_object_get(root, "memory"));
+	disks = json_object_get(root, "disks");
+	if (cpus < 1 || cpus > X86_MAX_VCPUS || mem < (json_int_t)(16 * MiB) || mem % 4096 ||
+	    !json_is_array(disks) || json_array_size(disks) > VM_MAX_DISKS) {
+		json_decref(root);
+		return err_set(e, EINVAL, "snapshot %s: vm.json has invalid values", dir);
+	}
+	cfg->ncpus = (unsigned)cpus;
+	cfg->mem.size = (uint64_t)mem;
+	cfg->rng = json_is_true(json_object_get(root, "rng"));
+	cfg->boot.cmdline = keep(json_object_get(root, "cmdline"));
+	cfg->ndisks = 0;
+	json_array_foreach(disks, i, d) {
+		struct blk_opts *b = &cfg->disks[cfg->ndisks++];
+		json_int_t q = json_integer_value(json_object_get(d, "queues"));
+
+		memset(b, 0, sizeof(*b));
+		b->path = keep(json_object_get(d, "path"));
+		b->format = keep(json_object_get(d, "format"));
+		b->serial = keep(json_object_get(d, "serial"));
+		b->read_only = json_is_true(json_object_get(d, "readonly"));
+		b->queues = q >= 1 && q <= 16 ? (unsigned)q : 1;
+		if (!b->path) {
+			json_decref(root);
+			return err_set(e, EINVAL, "snapshot %s: vm.json: a disk has no path", dir);
+		}
+	}
+	json_decref(root);
+	return 0;
+}

@@ -60,6 +60,9 @@ static void rtc_now(const struct rtc *c, struct tm *tm)
 {
 	time_t t = time(NULL) + (time_t)c->r.offset;
 
+	/* Never before 1900 (no guest can set that; a host clock stepping back could): fields stay >= 0. */
+	if (t < -2208988800LL)
+		t = -2208988800LL;
 	gmtime_r(&t, tm);
 }
 

@@ -52,6 +52,13 @@ struct hvm_memmap_table_entry {
 	uint32_t reserved;
 };
 
+_Static_assert(sizeof(struct hvm_start_info) == 56, "hvm_start_info layout");
+_Static_assert(sizeof(struct hvm_modlist_entry) == 32, "hvm_modlist_entry layout");
+_Static_assert(sizeof(struct hvm_memmap_table_entry) == 24, "hvm_memmap_table_entry layout");
+/* boot_params.e820_table holds struct boot_e820_entry, 20 packed bytes. */
+_Static_assert(sizeof(struct e820_entry) == 20, "e820 entry layout");
+_Static_assert(BP_E820_TABLE + E820_MAX * 20 <= BP_SIZE, "e820 table fits the zero page");
+
 /* What the kernel loaders found, for the initrd and the boot parameters. */
 struct loaded {
 	const uint8_t *hdr;       /* setup header source (bzImage) or NULL (ELF) */

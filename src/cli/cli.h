@@ -14,6 +14,7 @@ int cmd_run(int argc, char **argv);
 /* status, info, stats, pause, resume, powerbutton, reset, stop: argv[0] is the verb. */
 int cmd_ctl(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 int cmd_img(int argc, char **argv);
 
 #endif

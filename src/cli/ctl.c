@@ -39,17 +39,26 @@ static int ctl_connect(const char *path)
 	return fd;
 }
 
-/* Send one request, read one response line. Caller frees the result. */
-static json_t *ctl_request(int fd, const char *cmd, struct err *e)
+/* Send one request (steals req), read one response line. Caller frees the result. */
+static json_t *ctl_request_obj(int fd, json_t *req, struct err *e)
 {
-	char req[128], buf[CONTROL_MAX_LINE];
+	char buf[CONTROL_MAX_LINE], *line = json_dumps(req, JSON_COMPACT);
 	size_t len = 0;
 	json_error_t jerr;
 	json_t *resp;
+	int r;
 
-	snprintf(req, sizeof(req), "{\"cmd\":\"%s\"}\n", cmd);
-	if (write_all(fd, req, strlen(req))) {
-		err_set(e, EIO, "cannot send the request: %s", strerror(errno));
+	json_decref(req);
+	if (!line) {
+		err_set(e, ENOMEM, "out of memory");
+		return NULL;
+	}
+	r = write_all(fd, line, strlen(line));
+	if (!r)
+		r = write_all(fd, "\n", 1);
+	free(line);
+	if (r) {
+		err_set(e, EIO, "cannot send the request: %s", strerror(-r));
 		return NULL;
 	}
 	for (;;) {
@@ -73,6 +82,11 @@ static json_t *ctl_request(int fd, const char *cmd, struct err *e)
 	if (!resp)
 		err_set(e, EIO, "unreadable answer: %s", jerr.text);
 	return resp;
+}
+
+static json_t *ctl_request(int fd, const char *cmd, struct err *e)
+{
+	return ctl_request_obj(fd, json_pack("{s:s}", "cmd", cmd), e);
 }
 
 static int ctl_open_vm(const char *name, struct err *e)
@@ -132,10 +146,12 @@ static void print_object(json_t *r)
 	}
 }
 
-/* kvmm VERB [--json] NAME */
+/* kvmm VERB [--json] NAME (snapshot takes a directory after NAME) */
 int cmd_ctl(int argc, char **argv)
 {
-	const char *verb = argv[0], *name = NULL;
+	const char *verb = argv[0], *name = NULL, *arg = NULL;
+	bool wants_arg = !strcmp(verb, "snapshot");
+	char abs[4096];
 	bool as_json = false;
 	struct err e = { "" };
 	json_t *resp, *res;
@@ -147,12 +163,32 @@ int cmd_ctl(int argc, char **argv)
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: kvmm %s [--json] NAME\n", verb);
 			return EXIT_OK;
-		} else if (argv[i][0] == '-' || name) {
-			fprintf(stderr, "kvmm %s: unexpected argument '%s' (usage: kvmm %s [--json] NAME)\n",
-				verb, argv[i], verb);
+		} else if (argv[i][0] == '-' || (name && (!wants_arg || arg))) {
+			fprintf(stderr, "kvmm %s: unexpected argument '%s' (usage: kvmm %s [--json] NAME%s)\n",
+				verb, argv[i], verb, wants_arg ? " DIR" : "");
 			return EXIT_USAGE;
-		} else
+		} else if (!name) {
 			name = argv[i];
+		} else {
+			arg = argv[i];
+		}
+	}
+	if (wants_arg && name && !arg) {
+		fprintf(stderr, "kvmm %s: where to? (usage: kvmm %s NAME DIR)\n", verb, verb);
+		return EXIT_USAGE;
+	}
+	if (arg) {
+		/* The VM process has its own working directory: send an absolute path. */
+		if (arg[0] == '/')
+			snprintf(abs, sizeof(abs), "%s", arg);
+		else if (!getcwd(abs, sizeof(abs)) ||
+			 strlen(abs) + strlen(arg) + 2 > sizeof(abs)) {
+			fprintf(stderr, "kvmm %s: path too long\n", verb);
+			return EXIT_USAGE;
+		} else {
+			strcat(abs, "/");
+			strcat(abs, arg);
+		}
 	}
 	if (!name) {
 		fprintf(stderr, "kvmm %s: which VM? (usage: kvmm %s [--json] NAME; see kvmm list)\n",
@@ -164,7 +200,10 @@ int cmd_ctl(int argc, char **argv)
 		fprintf(stderr, "kvmm %s: %s\n", verb, e.msg);
 		return EXIT_ERR;
 	}
-	resp = ctl_request(fd, verb, &e);
+	if (arg)
+		resp = ctl_request_obj(fd, json_pack("{s:s, s:s}", "cmd", verb, "path", abs), &e);
+	else
+		resp = ctl_request(fd, verb, &e);
 	close(fd);
 	if (!resp) {
 		fprintf(stderr, "kvmm %s %s: %s\n", verb, name, e.msg);
@@ -248,4 +287,107 @@ int cmd_list(int argc, char **argv)
 	}
 	json_decref(all);
 	return EXIT_OK;
+}
+
+/* kvmm migrate NAME tcp:HOST:PORT [--downtime MS] [--bandwidth MB/s] [--no-auto-converge] [--wait] */
+int cmd_migrate(int argc, char **argv)
+{
+	const char *name = NULL, *uri = NULL;
+	long long downtime = 0, bw = 0;
+	bool wait = false, converge = true;
+	struct err e = { "" };
+	json_t *req, *resp;
+	int i, fd, status = EXIT_OK;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--wait"))
+			wait = true;
+		else if (!strcmp(argv[i], "--no-auto-converge"))
+			converge = false;
+		else if ((!strcmp(argv[i], "--downtime") || !strcmp(argv[i], "--bandwidth")) &&
+			 i + 1 < argc) {
+			char *end;
+			long long v = strtoll(argv[i + 1], &end, 10);
+
+			if (*end || v <= 0) {
+				fprintf(stderr, "kvmm migrate: %s '%s': give a positive number\n", argv[i],
+					argv[i + 1]);
+				return EXIT_USAGE;
+			}
+			if (!strcmp(argv[i], "--downtime"))
+				downtime = v;
+			else
+				bw = v;
+			i++;
+		} else if (argv[i][0] == '-' || (name && uri)) {
+			fprintf(stderr, "kvmm migrate: unexpected argument '%s' (usage: kvmm migrate NAME "
+				"tcp:HOST:PORT [--downtime MS] [--bandwidth MB/s] [--no-auto-converge] "
+				"[--wait])\n", argv[i]);
+			return EXIT_USAGE;
+		} else if (!name) {
+			name = argv[i];
+		} else {
+			uri = argv[i];
+		}
+	}
+	if (!name || !uri) {
+		fprintf(stderr, "kvmm migrate: usage: kvmm migrate NAME tcp:HOST:PORT [--wait]\n");
+		return EXIT_USAGE;
+	}
+	fd = ctl_open_vm(name, &e);
+	if (fd < 0) {
+		fprintf(stderr, "kvmm migrate: %s\n", e.msg);
+		return EXIT_ERR;
+	}
+	req = json_pack("{s:s, s:s, s:b}", "cmd", "migrate", "uri", uri, "auto_converge", converge);
+	if (downtime)
+		json_object_set_new(req, "downtime_ms", json_integer(downtime));
+	if (bw)
+		json_object_set_new(req, "bandwidth", json_integer(bw * 1000000));
+	resp = ctl_request_obj(fd, req, &e);
+	if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
+		fprintf(stderr, "kvmm migrate %s: %s\n", name,
+			resp ? json_string_value(json_object_get(resp, "error")) : e.msg);
+		json_decref(resp);
+		close(fd);
+		return EXIT_ERR;
+	}
+	json_decref(resp);
+	while (wait) {
+		json_t *r;
+		const char *state;
+
+		usleep(200 * 1000);
+		resp = ctl_request(fd, "migrate-status", &e);
+		if (!resp) {
+			/* The source exits once the destination took over. */
+			printf("migrated: the source VM has stopped\n");
+			break;
+		}
+		r = json_object_get(resp, "result");
+		state = json_string_value(json_object_get(r, "state"));
+		if (state && strcmp(state, "active")) {
+			printf("migration %s: %lld rounds, %lld pages, downtime %lld ms, total %lld ms%s%s\n",
+			       state, (long long)json_integer_value(json_object_get(r, "rounds")),
+			       (long long)json_integer_value(json_object_get(r, "pages_sent")),
+			       (long long)json_integer_value(json_object_get(r, "downtime_ms")),
+			       (long long)json_integer_value(json_object_get(r, "total_ms")),
+			       strcmp(state, "completed") ? ": " : "",
+			       strcmp(state, "completed") ? json_string_value(json_object_get(r, "error")) : "");
+			if (strcmp(state, "completed"))
+				status = EXIT_ERR;
+			json_decref(resp);
+			break;
+		}
+		if (isatty(1))
+			fprintf(stdout, "\rround %lld, %lld MiB sent, %lld dirty pages, throttle %lld%%   ",
+				(long long)json_integer_value(json_object_get(r, "rounds")),
+				(long long)json_integer_value(json_object_get(r, "bytes_sent")) >> 20,
+				(long long)json_integer_value(json_object_get(r, "dirty_pages")),
+				(long long)json_integer_value(json_object_get(r, "throttle_pct")));
+		fflush(stdout);
+		json_decref(resp);
+	}
+	close(fd);
+	return status;
 }

@@ -861,6 +861,222 @@ static int img_snapshot(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---- commit, rebase ---- */
+
+static char *backing_path(struct image *img, const char *name)
+{
+	char *p = NULL;
+
+	if (name[0] == '/' || !strcmp(img->dir, "."))
+		return strdup(name);
+	if (asprintf(&p, "%s/%s", img->dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static int img_commit(int argc, char **argv)
+{
+	struct image_open_opts to = { .read_only = false, .no_backing = true }, bo = { 0 };
+	struct image *top = NULL, *base = NULL;
+	bool keep = false, want_progress = false;
+	struct progress pr;
+	struct err e = { { 0 } };
+	uint64_t size;
+	uint8_t *buf = NULL;
+	char *bpath = NULL;
+	int c, ret = EXIT_ERR;
+
+	optind = 1;
+	while ((c = getopt(argc, argv, "f:dpqh")) != -1) {
+		switch (c) {
+		case 'f':
+			if (image_format_parse(optarg, &to.format) < 0)
+				return fail("unknown format '%s'", optarg);
+			break;
+		case 'd': keep = true; break;
+		case 'p': want_progress = true; break;
+		case 'q': break;
+		case 'h': printf("usage: kvmm img commit [-f fmt] [-d] [-p] FILE\n"); return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return fail("commit: missing file name"), EXIT_USAGE;
+	to.read_only = keep;
+	if (image_open(argv[optind], &to, &top, &e) < 0)
+		return fail("%s", e.msg);
+	if (!top->backing_name) {
+		fail("%s: image has no backing file", argv[optind]);
+		goto out;
+	}
+	bpath = backing_path(top, top->backing_name);
+	bo.format = top->backing_format;
+	if (!bpath || image_open(bpath, &bo, &base, &e) < 0) {
+		fail("%s", bpath ? e.msg : "out of memory");
+		goto out;
+	}
+	size = image_size(top);
+	if (image_size(base) < size) {
+		if (!base->ops->truncate || base->ops->truncate(base, size, false, &e) < 0) {
+			fail("%s", e.msg);
+			goto out;
+		}
+	}
+	buf = malloc(2 * MiB);
+	if (!buf) {
+		fail("out of memory");
+		goto out;
+	}
+	progress_init(&pr, want_progress);
+	/* Copy what the top layer defines (data or zeroes) into the backing image. */
+	for (uint64_t off = 0, pnum; off < size; off += pnum) {
+		struct image_status st;
+
+		progress_show(&pr, off, size);
+		ret = image_block_status(top, off, MIN(size - off, 2 * MiB), &pnum, &st);
+		if (ret < 0)
+			break;
+		if (!(st.flags & IMAGE_ST_ALLOCATED))
+			continue;
+		if ((st.flags & IMAGE_ST_ZERO) && !(st.flags & IMAGE_ST_DATA))
+			ret = image_write_zeroes(base, off, pnum, 0);
+		else if ((ret = image_pread(top, off, buf, pnum)) == 0)
+			ret = image_pwrite(base, off, buf, pnum);
+		if (ret < 0)
+			break;
+	}
+	if (ret == 0)
+		ret = image_flush(base);
+	/* Then empty the top layer (opened without its backing: discard leaves clusters unallocated). */
+	if (ret == 0 && !keep)
+		ret = image_discard(top, 0, size);
+	if (ret == 0 && !keep)
+		ret = image_flush(top);
+	if (ret < 0) {
+		ret = fail("commit failed: %s", strerror(-ret));
+		goto out;
+	}
+	if (want_progress)
+		progress_end(&pr);
+	printf("Image committed.\n");
+	ret = EXIT_OK;
+out:
+	free(buf);
+	free(bpath);
+	image_close(base);
+	image_close(top);
+	return ret;
+}
+
+static int img_rebase(int argc, char **argv)
+{
+	struct image_open_opts to = { 0 }, no = { .read_only = true };
+	const char *nb = NULL, *nf = NULL;
+	enum image_format nfmt = IMAGE_FMT_AUTO;
+	bool unsafe = false, want_progress = false;
+	struct image *top = NULL, *nbimg = NULL;
+	struct progress pr;
+	struct err e = { { 0 } };
+	uint8_t *a = NULL, *b = NULL;
+	char *npath = NULL;
+	int c, ret = EXIT_ERR;
+
+	optind = 1;
+	while ((c = getopt(argc, argv, "f:b:F:upqh")) != -1) {
+		switch (c) {
+		case 'f':
+			if (image_format_parse(optarg, &to.format) < 0)
+				return fail("unknown format '%s'", optarg);
+			break;
+		case 'b': nb = optarg; break;
+		case 'F': nf = optarg; break;
+		case 'u': unsafe = true; break;
+		case 'p': want_progress = true; break;
+		case 'q': break;
+		case 'h': printf("usage: kvmm img rebase [-f fmt] [-u] -b BACKING [-F fmt] FILE\n"); return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc || !nb)
+		return fail("rebase: need -b BACKING (\"\" for none) and a file"), EXIT_USAGE;
+	if (nf && image_format_parse(nf, &nfmt) < 0)
+		return fail("unknown format '%s'", nf);
+	to.no_backing = unsafe;
+	if (image_open(argv[optind], &to, &top, &e) < 0)
+		return fail("%s", e.msg);
+	if (!qcow2_of(top)) {
+		fail("%s: rebase needs a qcow2 image", argv[optind]);
+		goto out;
+	}
+	if (!unsafe) {
+		uint64_t size = image_size(top), nsize = 0;
+
+		if (*nb) {
+			npath = backing_path(top, nb);
+			no.format = nfmt;
+			if (!npath || image_open(npath, &no, &nbimg, &e) < 0) {
+				fail("%s", npath ? e.msg : "out of memory");
+				goto out;
+			}
+			nsize = image_size(nbimg);
+		}
+		a = malloc(2 * MiB);
+		b = malloc(2 * MiB);
+		if (!a || !b) {
+			fail("out of memory");
+			goto out;
+		}
+		progress_init(&pr, want_progress);
+		/* Where the top layer shows its backing, keep what it showed if the new one differs. */
+		for (uint64_t off = 0, pnum; off < size; off += pnum) {
+			struct image_status st;
+
+			progress_show(&pr, off, size);
+			ret = image_block_status(top, off, MIN(size - off, 2 * MiB), &pnum, &st);
+			if (ret < 0)
+				break;
+			if (st.flags & IMAGE_ST_ALLOCATED)
+				continue;
+			ret = image_pread(top, off, a, pnum);
+			if (ret < 0)
+				break;
+			memset(b, 0, pnum);
+			if (nbimg && off < nsize)
+				ret = image_pread(nbimg, off, b, MIN(pnum, nsize - off));
+			if (ret < 0)
+				break;
+			for (uint64_t o = 0; o < pnum && ret == 0; o += 64 * KiB) {
+				uint64_t n = MIN(64 * KiB, pnum - o);
+
+				if (memcmp(a + o, b + o, n))
+					ret = image_pwrite(top, off + o, a + o, n);
+			}
+			if (ret < 0)
+				break;
+		}
+		if (ret == 0)
+			ret = image_flush(top);
+		if (ret < 0) {
+			ret = fail("rebase failed: %s", strerror(-ret));
+			goto out;
+		}
+		if (want_progress)
+			progress_end(&pr);
+	}
+	if (qcow2_set_backing(top, *nb ? nb : NULL, nfmt, &e) < 0) {
+		fail("%s", e.msg);
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	free(a);
+	free(b);
+	free(npath);
+	image_close(nbimg);
+	image_close(top);
+	return ret;
+}
+
 /* ---- the table ---- */
 
 static const struct {
@@ -875,6 +1091,8 @@ static const struct {
 	{ "resize", img_resize, "change the virtual size [--shrink] FILE [+|-]SIZE" },
 	{ "map", img_map, "show how the virtual disk maps to the file [--output json]" },
 	{ "snapshot", img_snapshot, "internal snapshots: -l | -c NAME | -a NAME | -d NAME" },
+	{ "commit", img_commit, "write an overlay into its backing file [-d keeps the overlay]" },
+	{ "rebase", img_rebase, "change the backing file [-u unsafe] -b NEW [-F fmt] FILE" },
 };
 
 int cmd_img(int argc, char **argv)

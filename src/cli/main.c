@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* main.c: the kvmm command: a table of subcommands, git style. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,10 @@ static const struct {
 	{ "resume", cmd_ctl, "continue a paused VM" },
 	{ "powerbutton", cmd_ctl, "press the ACPI power button (clean guest shutdown)" },
 	{ "reset", cmd_ctl, "reset a VM (restarts it)" },
+	{ "migrate", cmd_migrate, "live-migrate: kvmm migrate NAME tcp:HOST:PORT [--wait]" },
+	{ "migrate-status", cmd_ctl, "progress of a VM's migration" },
+	{ "migrate-cancel", cmd_ctl, "cancel a migration (the VM keeps running here)" },
+	{ "snapshot", cmd_ctl, "full snapshot into a new directory: kvmm snapshot NAME DIR" },
 	{ "stop", cmd_ctl, "stop a VM at once (kvmm exits 0)" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the commands" },
@@ -52,6 +57,8 @@ int main(int argc, char **argv)
 {
 	size_t i;
 
+	/* A peer that went away is an error return, never a silent death. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		cmd_help(0, NULL);
 		return EXIT_USAGE;

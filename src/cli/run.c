@@ -21,6 +21,8 @@
 #include "cli/cli.h"
 #include "vmm/console.h"
 #include "vmm/control.h"
+#include "vmm/snapshot.h"
+#include "migrate/migrate.h"
 #include "vmm/vm.h"
 
 static const char run_usage[] =
@@ -51,6 +53,9 @@ static const char run_usage[] =
 	"                       [,reporting=on|off][,deflate_on_oom=on|off]; target is the\n"
 	"                       memory the balloon takes from the guest (default 0)\n"
 	"  --vsock SPEC         a virtio-vsock (vhost-vsock): cid=N (3 or more)\n"
+	"  --restore DIR        resume the VM saved by 'kvmm snapshot' (its memory is\n"
+	"                       read lazily; --restore-eager reads it all first)\n"
+	"  --incoming URI       wait for a live migration on tcp:HOST:PORT\n"
 	"  --name NAME          the VM's name for kvmm list/pause/... (default vm-PID)\n"
 	"  --log-level LEVEL    error, warn (default), info, debug\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
@@ -61,7 +66,7 @@ static const char run_usage[] =
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_REBOOT,
 	OPT_BOOT, OPT_DECOMPRESS, OPT_HUGE, OPT_KSM, OPT_PREFAULT, OPT_CPUFEAT, OPT_LOGLEVEL,
-	OPT_KVM, OPT_RNG, OPT_DISK, OPT_VCONSOLE, OPT_BALLOON, OPT_VSOCK, OPT_NET, OPT_NAME, OPT_HELP,
+	OPT_KVM, OPT_RNG, OPT_DISK, OPT_VCONSOLE, OPT_BALLOON, OPT_VSOCK, OPT_NET, OPT_NAME, OPT_RESTORE, OPT_RESTORE_EAGER, OPT_INCOMING, OPT_HELP,
 };
 
 static const struct option run_opts[] = {
@@ -87,6 +92,9 @@ static const struct option run_opts[] = {
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "name", required_argument, NULL, OPT_NAME },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "restore-eager", no_argument, NULL, OPT_RESTORE_EAGER },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -334,7 +342,7 @@ static int parse_vsock(char *spec, uint32_t *cid, struct err *e)
 }
 
 static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const char **console,
-			  struct err *e)
+			  const char **incoming, struct err *e)
 {
 	uint64_t v;
 	int c;
@@ -422,6 +430,9 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 			break;
 		case OPT_KVM: cfg->kvm_path = optarg; break;
 		case OPT_RNG: cfg->rng = true; break;
+		case OPT_RESTORE: cfg->restore_dir = optarg; break;
+		case OPT_RESTORE_EAGER: cfg->restore_eager = true; break;
+		case OPT_INCOMING: *incoming = optarg; break;
 		case OPT_NAME:
 			if (control_check_name(optarg, e)) {
 				fprintf(stderr, "kvmm run: --name: %s\n", e->msg);
@@ -476,6 +487,27 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (*incoming) {
+		if (cfg->restore_dir || cfg->boot.kernel || cfg->boot.initrd || cfg->ndisks || cfg->rng)
+			return usage_error("%s", "--incoming takes the VM's configuration from the "
+					   "source: drop --kernel/--initrd/--disk/--rng/--restore");
+		if (strncmp(*incoming, "tcp:", 4))
+			return usage_error("--incoming '%s': use tcp:HOST:PORT", *incoming);
+		return 0;
+	}
+	if (cfg->restore_dir) {
+		/* The machine comes from the snapshot; only host-side options may be given. */
+		if (cfg->boot.kernel || cfg->boot.initrd || cfg->ndisks || cfg->rng || *incoming)
+			return usage_error("%s", "--restore takes the VM's configuration from the "
+					   "snapshot: drop --kernel/--initrd/--disk/--rng");
+		if (snap_read_config(cfg->restore_dir, cfg, e)) {
+			fprintf(stderr, "kvmm: %s\n", e->msg);
+			return EXIT_ERR;
+		}
+		return 0;
+	}
+	if (cfg->restore_eager)
+		return usage_error("%s", "--restore-eager goes with --restore");
 	if (!cfg->boot.kernel)
 		return usage_error("%s", "--kernel is required");
 	if (cfg->mem.huge == MEM_HUGE_HUGETLBFS && cfg->mem.size % (2 * MiB))
@@ -494,7 +526,8 @@ int cmd_run(int argc, char **argv)
 		.console_in_fd = 0,
 		.console_out_fd = 1,
 	};
-	const char *console = "stdio";
+	const char *console = "stdio", *incoming = NULL;
+	int mig_fd = -1;
 	char reason[256], dump[4096], defname[32] = "";
 	enum vm_exit ex;
 	struct err e = { "" };
@@ -502,7 +535,7 @@ int cmd_run(int argc, char **argv)
 	int r, status, con_fd = -1;
 	bool raw = false;
 
-	r = parse_run_opts(argc, argv, &cfg, &console, &e);
+	r = parse_run_opts(argc, argv, &cfg, &console, &incoming, &e);
 	if (r)
 		return r < 0 ? EXIT_OK : r;
 
@@ -516,6 +549,15 @@ int cmd_run(int argc, char **argv)
 		}
 		cfg.console_in_fd = -1;
 		cfg.console_out_fd = con_fd;
+	}
+
+	/* The source sends the configuration first: accept before building anything. */
+	if (incoming) {
+		if (migrate_incoming_accept(incoming, &mig_fd, &cfg, &e)) {
+			fprintf(stderr, "kvmm: %s\n", e.msg);
+			return EXIT_ERR;
+		}
+		cfg.incoming = true;
 	}
 
 	/* Stop signals go to the event loop's signalfd; kicks only to vCPU threads. */
@@ -568,6 +610,23 @@ int cmd_run(int argc, char **argv)
 			status = EXIT_ERR;
 			break;
 		}
+		if (mig_fd >= 0) {
+			r = migrate_incoming_receive(mig_fd, vm, &e);
+			close(mig_fd);
+			mig_fd = -1;
+			cfg.incoming = false;
+			if (r) {
+				vm_destroy(vm);
+				if (raw)
+					console_tty_restore();
+				fprintf(stderr, "kvmm: incoming migration failed: %s\n", e.msg);
+				status = EXIT_ERR;
+				break;
+			}
+			log_info("incoming migration complete: running");
+		}
+		/* A later guest reboot boots the kernel afresh. */
+		cfg.restore_dir = NULL;
 		dump[0] = '\0';
 		ex = vm_run(vm, reason, sizeof(reason), dump, sizeof(dump));
 		vm_destroy(vm);

@@ -287,3 +287,10 @@ int kvm_vm_set_clock(struct kvm_vm *vm, uint64_t ns)
 	c.clock = ns;
 	return ioctl(vm->fd, KVM_SET_CLOCK, &c) < 0 ? -errno : 0;
 }
+
+int kvm_vm_get_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log d = { .slot = slot, .dirty_bitmap = bitmap };
+
+	return ioctl(vm->fd, KVM_GET_DIRTY_LOG, &d) < 0 ? -errno : 0;
+}

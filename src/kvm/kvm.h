@@ -50,6 +50,9 @@ int kvm_vm_ioeventfd(struct kvm_vm *vm, int fd, uint64_t addr, uint32_t len, boo
 /* Inject one MSI directly (KVM_SIGNAL_MSI); 0 when delivered or blocked. */
 int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data);
 
+/* Dirty page log of one memslot (api.rst KVM_GET_DIRTY_LOG): fetch and re-protect. */
+int kvm_vm_get_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t *bitmap);
+
 /* kvmclock: read and set the VM's clock (pause/resume, snapshots). */
 int kvm_vm_get_clock(struct kvm_vm *vm, uint64_t *ns);
 int kvm_vm_set_clock(struct kvm_vm *vm, uint64_t ns);

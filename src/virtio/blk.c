@@ -9,6 +9,7 @@
 #include "block/block.h"
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
+#include "vmm/mem.h"
 
 /* Feature bits (5.2.3). */
 #define VIRTIO_BLK_F_SIZE_MAX 1
@@ -127,6 +128,7 @@ static void blk_finish(struct virtio_blk *b, struct virtio_dev *vd, unsigned q, 
 		       uint8_t *status, uint8_t st, uint32_t written)
 {
 	*status = st;
+	gm_mark_dirty(vd->ctx.gm, status, 1);
 	if (st != VIRTIO_BLK_S_OK)
 		vd->stats.errors++;
 	/* The status byte counts as written. */
@@ -150,8 +152,10 @@ static void blk_done(struct blk_req *req, int ret)
 	pthread_mutex_lock(&vd->lock);
 	b->inflight--;
 	if (f->generation == b->generation && vd->vq[f->q].ready) {
-		if (ret == 0 && req->op == BLK_READ)
+		if (ret == 0 && req->op == BLK_READ) {
 			vd->stats.bytes_in += f->written;
+			gm_mark_dirty_iov(vd->ctx.gm, f->iov, (unsigned)f->iovcnt);
+		}
 		else if (ret == 0 && req->op == BLK_WRITE)
 			vd->stats.bytes_out += req->len;
 		blk_finish(b, vd, f->q, f->head, f->status,
@@ -266,6 +270,7 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 		/* Up to 20 bytes, not NUL-terminated when exactly 20 (5.2.6.1). */
 		room = MIN(room, sizeof(b->serial));
 		iov_from_buf(in, nin, 0, b->serial, room);
+		gm_mark_dirty_iov(vd->ctx.gm, in, nin);
 		blk_finish(b, vd, q, e->head, status, VIRTIO_BLK_S_OK, (uint32_t)room);
 		return true;
 	}
@@ -354,6 +359,14 @@ static int blk_load(void *priv, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+static void blk_drain(void *priv)
+{
+	struct virtio_blk *b = priv;
+
+	/* Completion callbacks run here and take vd->lock, which the caller does not hold. */
+	image_aio_drain(b->img);
+}
+
 static void blk_destroy(void *priv)
 {
 	struct virtio_blk *b = priv;
@@ -429,6 +442,7 @@ int virtio_blk_create(const struct dev_ctx *ctx, const struct blk_opts *o,
 		.save = blk_save,
 		.load = blk_load,
 		.destroy = blk_destroy,
+		.drain = blk_drain,
 	};
 	if (ctx->watch_fd) {
 		r = ctx->watch_fd(ctx->irq_opaque, image_aio_fd(b->img), blk_aio_cb, b);

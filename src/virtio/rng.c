@@ -7,6 +7,7 @@
 #include "base/err.h"
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
+#include "vmm/mem.h"
 
 /* Bound the work one request can ask of the host. */
 #define RNG_MAX_PER_REQUEST (64 * 1024)
@@ -41,6 +42,7 @@ static void rng_notify(void *priv, struct virtio_dev *vd, unsigned q)
 		}
 		vd->stats.requests++;
 		vd->stats.bytes_in += written;
+		gm_mark_dirty_iov(vd->ctx.gm, e->iov + e->out_num, e->in_num);
 		if (virtq_push(&vd->vq[q], e->head, written))
 			break;
 		pushed = true;

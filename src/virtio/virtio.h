@@ -52,6 +52,8 @@ struct virtio_dev_ops {
 	int (*save)(void *priv, struct sbuf *out);
 	int (*load)(void *priv, const uint8_t *buf, size_t len);
 	void (*destroy)(void *priv);
+	/* Finish every request in flight (called without vd->lock, before save). */
+	void (*drain)(void *priv);
 };
 
 struct virtio_stats {
@@ -91,6 +93,18 @@ void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
 void virtio_config_interrupt(struct virtio_dev *vd);
 /* The driver broke the protocol: log (rate limited), set NEEDS_RESET, stop the device. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
+/*
+ * Hand a queue to an in-kernel backend such as vhost (vd->lock held).
+ * virtio_queue_kick_fd: from now on the driver's notifications of q signal the
+ * returned eventfd (owned by the transport) instead of calling ops->queue_notify,
+ * until virtio_queue_kick_release. virtio_queue_call_fd: the irqfd of q's MSI-X
+ * vector (created on first use, owned by the transport); a write to it
+ * interrupts the driver. -ENODEV when MSI-X is off or q has no vector. A masked
+ * vector is not honoured while a backend holds its irqfd.
+ */
+int virtio_queue_kick_fd(struct virtio_dev *vd, unsigned q);
+void virtio_queue_kick_release(struct virtio_dev *vd, unsigned q);
+int virtio_queue_call_fd(struct virtio_dev *vd, unsigned q);
 /* Save/load the core's and the device's state. */
 int virtio_save(struct virtio_dev *vd, struct sbuf *out);
 int virtio_load(struct virtio_dev *vd, const uint8_t *buf, size_t len);

@@ -50,6 +50,7 @@ struct msix_vector {
 	int efd;          /* irqfd */
 	uint64_t routed_addr;
 	uint32_t routed_data;
+	bool ext;         /* efd handed out (virtio_queue_call_fd): keep the route current */
 };
 
 struct virtio_pci {
@@ -69,6 +70,7 @@ struct virtio_pci {
 	bool intx_level;
 	int kick_fd[VIRTIO_MAX_QUEUES];
 	bool kick_watched[VIRTIO_MAX_QUEUES];
+	int ext_kick_fd[VIRTIO_MAX_QUEUES]; /* -1, or the eventfd an in-kernel backend polls */
 	uint64_t notify_ioeventfd_addr; /* 0: not registered */
 };
 
@@ -108,34 +110,44 @@ static void intx_update(struct virtio_pci *vp)
 		vp->pci.cfg[PCI_STATUS] &= ~PCI_STATUS_INTERRUPT;
 }
 
-static void msix_fire(struct virtio_pci *vp, unsigned v)
+/* Make vector v's irqfd exist and point at its current address/data; -errno on failure. */
+static int msix_route(struct virtio_pci *vp, unsigned v)
 {
 	struct msix_vector *m = &vp->vec[v];
 	const struct dev_ctx *c = &vp->vd.ctx;
-	uint64_t addr = ((uint64_t)m->addr_hi << 32) | m->addr_lo, one = 1;
+	uint64_t addr = ((uint64_t)m->addr_hi << 32) | m->addr_lo;
 
 	if (!c->msi_route || !c->irqfd)
-		return;
+		return -ENODEV;
 	if (m->gsi < 0) {
 		int gsi = c->msi_route(c->irq_opaque, -1, addr, m->data);
 
 		if (gsi < 0)
-			return;
+			return gsi;
 		m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (m->efd < 0 || c->irqfd(c->irq_opaque, m->efd, (uint32_t)gsi, true)) {
 			if (m->efd >= 0)
 				close(m->efd);
 			m->efd = -1;
-			return;
+			return -EIO;
 		}
 		m->gsi = gsi;
 	} else if (addr != m->routed_addr || m->data != m->routed_data) {
 		if (c->msi_route(c->irq_opaque, m->gsi, addr, m->data) < 0)
-			return;
+			return -EIO;
 	}
 	m->routed_addr = addr;
 	m->routed_data = m->data;
-	if (write(m->efd, &one, sizeof(one)) < 0)
+	return 0;
+}
+
+static void msix_fire(struct virtio_pci *vp, unsigned v)
+{
+	uint64_t one = 1;
+
+	if (msix_route(vp, v))
+		return;
+	if (write(vp->vec[v].efd, &one, sizeof(one)) < 0)
 		return;
 }
 
@@ -375,6 +387,11 @@ static void kick(struct virtio_pci *vp, unsigned q)
 
 	if (q >= vp->vd.ops->nqueues)
 		return;
+	if (vp->ext_kick_fd[q] >= 0) {
+		if (write(vp->ext_kick_fd[q], &one, sizeof(one)) < 0)
+			return;
+		return;
+	}
 	if (vp->kick_watched[q]) {
 		if (write(vp->kick_fd[q], &one, sizeof(one)) < 0)
 			return;
@@ -408,6 +425,9 @@ static void msix_table_rw(struct virtio_pci *vp, uint32_t off, uint8_t *data, ui
 		vp->vec[v].ctrl &= MSIX_ENTRY_MASKED;
 		msix_flush_pending(vp);
 	}
+	/* A backend writes this irqfd without us: follow the guest's new address/data now. */
+	if (vp->vec[v].ext && vp->vec[v].gsi >= 0 && !(vp->vec[v].ctrl & MSIX_ENTRY_MASKED))
+		msix_route(vp, v);
 }
 
 static void bar_access(struct virtio_pci *vp, uint64_t off, uint8_t *data, uint32_t len, bool wr)
@@ -555,14 +575,17 @@ static void vp_bar_mapped(void *opaque, int bar, uint64_t addr)
 	if (bar != 0 || !c->ioeventfd)
 		return;
 	for (q = 0; q < vp->vd.ops->nqueues; q++) {
-		if (!vp->kick_watched[q])
+		int fd = vp->ext_kick_fd[q] >= 0 ? vp->ext_kick_fd[q] :
+			 vp->kick_watched[q]	   ? vp->kick_fd[q] :
+						     -1;
+
+		if (fd < 0)
 			continue;
 		if (vp->notify_ioeventfd_addr)
-			c->ioeventfd(c->irq_opaque, vp->kick_fd[q],
-				     vp->notify_ioeventfd_addr + NOTIFY_MULT * q, 2, false);
+			c->ioeventfd(c->irq_opaque, fd, vp->notify_ioeventfd_addr + NOTIFY_MULT * q, 2,
+				     false);
 		if (addr)
-			c->ioeventfd(c->irq_opaque, vp->kick_fd[q],
-				     addr + OFF_NOTIFY + NOTIFY_MULT * q, 2, true);
+			c->ioeventfd(c->irq_opaque, fd, addr + OFF_NOTIFY + NOTIFY_MULT * q, 2, true);
 	}
 	vp->notify_ioeventfd_addr = addr ? addr + OFF_NOTIFY : 0;
 }
@@ -625,7 +648,7 @@ int virtio_pci_create(const struct dev_ctx *ctx, const struct virtio_dev_ops *op
 		vp->vec[q].ctrl = MSIX_ENTRY_MASKED;
 	}
 	for (q = 0; q < VIRTIO_MAX_QUEUES; q++)
-		vp->kick_fd[q] = -1;
+		vp->kick_fd[q] = vp->ext_kick_fd[q] = -1;
 
 	cfg = vp->pci.cfg;
 	w = 0x1af4;
@@ -713,6 +736,8 @@ void virtio_pci_destroy(struct virtio_dev *vd)
 
 	pci_remove_device(c->pci, &vp->pci);
 	for (q = 0; q < vd->ops->nqueues; q++) {
+		if (vp->ext_kick_fd[q] >= 0)
+			close(vp->ext_kick_fd[q]);
 		if (vp->kick_watched[q] && c->unwatch_fd)
 			c->unwatch_fd(c->irq_opaque, vp->kick_fd[q]);
 		if (vp->kick_fd[q] >= 0)
@@ -730,6 +755,68 @@ void virtio_pci_destroy(struct virtio_dev *vd)
 	pthread_mutex_destroy(&vd->lock);
 	/* vp is the first member of its struct virtio_pci_alloc. */
 	free(vp);
+}
+
+/* --- hand-off of queues to an in-kernel backend (vhost) --- */
+
+/* Move queue q's notify ioeventfd from one eventfd to another (either may be -1). */
+static void kick_move(struct virtio_pci *vp, unsigned q, int from, int to)
+{
+	const struct dev_ctx *c = &vp->vd.ctx;
+	uint64_t addr = vp->notify_ioeventfd_addr + NOTIFY_MULT * q;
+
+	if (!vp->notify_ioeventfd_addr || !c->ioeventfd)
+		return;
+	if (from >= 0)
+		c->ioeventfd(c->irq_opaque, from, addr, 2, false);
+	if (to >= 0)
+		c->ioeventfd(c->irq_opaque, to, addr, 2, true);
+}
+
+int virtio_queue_kick_fd(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_pci *vp = vd->transport;
+	int fd;
+
+	if (q >= vd->ops->nqueues)
+		return -EINVAL;
+	if (vp->ext_kick_fd[q] >= 0)
+		return vp->ext_kick_fd[q];
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	kick_move(vp, q, vp->kick_watched[q] ? vp->kick_fd[q] : -1, fd);
+	vp->ext_kick_fd[q] = fd;
+	return fd;
+}
+
+void virtio_queue_kick_release(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_pci *vp = vd->transport;
+
+	if (q >= vd->ops->nqueues || vp->ext_kick_fd[q] < 0)
+		return;
+	kick_move(vp, q, vp->ext_kick_fd[q], vp->kick_watched[q] ? vp->kick_fd[q] : -1);
+	close(vp->ext_kick_fd[q]);
+	vp->ext_kick_fd[q] = -1;
+}
+
+int virtio_queue_call_fd(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_pci *vp = vd->transport;
+	uint16_t v;
+	int r;
+
+	if (q >= vd->ops->nqueues)
+		return -EINVAL;
+	v = vp->queue_vector[q];
+	if (!msix_enabled(vp) || v == NO_VECTOR || v >= vp->nvec)
+		return -ENODEV;
+	r = msix_route(vp, v);
+	if (r)
+		return r;
+	vp->vec[v].ext = true;
+	return vp->vec[v].efd;
 }
 
 /* --- state --- */
@@ -763,6 +850,8 @@ int virtio_save(struct virtio_dev *vd, struct sbuf *out)
 
 	memset(&st, 0, sizeof(st));
 	pthread_mutex_lock(&vd->lock);
+	/* The device first: one served elsewhere (vhost) brings the ring positions home. */
+	r = vd->ops->save ? vd->ops->save(vd->priv, &dev) : 0;
 	st.status = vd->status;
 	st.config_generation = vd->config_generation;
 	st.isr = vp->isr;
@@ -789,7 +878,6 @@ int virtio_save(struct virtio_dev *vd, struct sbuf *out)
 	}
 	memcpy(st.pba, vp->pba, sizeof(st.pba));
 	memcpy(st.pci_cfg, vp->pci.cfg, PCI_CFG_SIZE);
-	r = vd->ops->save ? vd->ops->save(vd->priv, &dev) : 0;
 	pthread_mutex_unlock(&vd->lock);
 	devlen = (uint32_t)dev.len;
 	if (!r)

@@ -37,8 +37,10 @@ static void st16(const struct virtq *q, uint64_t gpa, uint16_t v)
 {
 	uint16_t *p = gm_ptr(q->gm, gpa, 2);
 
-	if (p)
+	if (p) {
 		__atomic_store_n(p, v, __ATOMIC_RELEASE);
+		gm_mark_dirty(q->gm, p, 2);
+	}
 }
 
 int virtq_setup(struct virtq *q, const struct guest_mem *gm, uint16_t size, uint64_t desc,
@@ -198,6 +200,7 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 	if (!p)
 		return -EINVAL;
 	memcpy(p, &ent, sizeof(ent));
+	gm_mark_dirty(q->gm, p, sizeof(ent));
 	q->used_idx++;
 	/* The entry must be visible before the index that publishes it. */
 	st16(q, q->used_gpa + USED_IDX, q->used_idx);

@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "migrate/migrate.h"
 #include "vmm/vm.h"
 
 #define MAX_CLIENTS 16
@@ -32,6 +33,7 @@ struct control {
 	int listen_fd;
 	struct vm *vm;
 	struct client *clients[MAX_CLIENTS];
+	struct migration *mig; /* the last migration started, until the next one */
 };
 
 int control_runtime_dir(char *buf, size_t len)
@@ -173,6 +175,7 @@ void control_close(struct control *c)
 		close(c->listen_fd);
 		unlink(c->path);
 	}
+	migrate_free(c->mig);
 	free(c);
 }
 
@@ -202,6 +205,50 @@ static json_t *result_info(struct control *c)
 			 cfg->boot.kernel, "initrd", cfg->boot.initrd, "cmdline", cfg->boot.cmdline,
 			 "devices", devs, "disks", disks, "reboot",
 			 cfg->reboot == REBOOT_EXIT ? "exit" : "restart");
+}
+
+static json_t *result_migrate_status(struct control *c)
+{
+	struct migrate_status st = { .state = MIG_NONE };
+
+	if (c->mig)
+		migrate_get_status(c->mig, &st);
+	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "state",
+			 migrate_state_name(st.state), "error", st.error, "rounds", (int)st.rounds,
+			 "pages_sent", (json_int_t)st.pages_sent, "bytes_sent",
+			 (json_int_t)st.bytes_sent, "dirty_pages", (json_int_t)st.dirty_pages,
+			 "dirty_rate", (json_int_t)st.dirty_rate, "expected_downtime_ms",
+			 (json_int_t)st.expected_downtime_ms, "downtime_ms",
+			 (json_int_t)st.downtime_ms, "total_ms", (json_int_t)st.total_ms,
+			 "throughput", (json_int_t)st.throughput, "throttle_pct", st.throttle_pct);
+}
+
+static json_t *start_migration(struct control *c, json_t *req)
+{
+	struct migrate_params p = { .auto_converge = true };
+	const char *uri = json_string_value(json_object_get(req, "uri"));
+	json_t *v;
+	struct err e = { "" };
+
+	if (!uri || strlen(uri) >= sizeof(p.uri))
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "migrate needs a \"uri\" (tcp:HOST:PORT)");
+	strcpy(p.uri, uri);
+	if ((v = json_object_get(req, "downtime_ms")) && json_integer_value(v) > 0)
+		p.downtime_ms = (uint64_t)json_integer_value(v);
+	if ((v = json_object_get(req, "bandwidth")) && json_integer_value(v) > 0)
+		p.bandwidth = (uint64_t)json_integer_value(v);
+	if ((v = json_object_get(req, "max_rounds")) && json_integer_value(v) > 0)
+		p.max_rounds = (unsigned)json_integer_value(v);
+	if ((v = json_object_get(req, "auto_converge")))
+		p.auto_converge = json_is_true(v);
+	if (vm_migrating(c->vm))
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "a migration is already running");
+	/* The previous migration's thread has ended (not migrating): reap it. */
+	migrate_free(c->mig);
+	c->mig = NULL;
+	if (migrate_start(c->vm, &p, &c->mig, &e))
+		return json_pack("{s:b, s:s}", "ok", 0, "error", e.msg);
+	return json_pack("{s:b, s:{s:s}}", "ok", 1, "result", "state", "active");
 }
 
 static json_t *result_stats(struct control *c)
@@ -245,7 +292,22 @@ static json_t *control_handle(struct control *c, json_t *req)
 	if (!json_is_object(req) || !(cmd = json_string_value(json_object_get(req, "cmd"))))
 		return json_pack("{s:b, s:s}", "ok", 0, "error",
 				 "a request is a JSON object with a \"cmd\" string");
-	if (!strcmp(cmd, "version")) {
+	/* While migrating, only observation and cancel are allowed. */
+	if (vm_migrating(c->vm) && strcmp(cmd, "version") && strcmp(cmd, "status") &&
+	    strcmp(cmd, "info") && strcmp(cmd, "stats") && strcmp(cmd, "migrate-status") &&
+	    strcmp(cmd, "migrate-cancel"))
+		return json_pack("{s:b, s:s+}", "ok", 0, "error", cmd,
+				 ": refused while a migration is running (migrate-cancel first)");
+	if (!strcmp(cmd, "migrate"))
+		return start_migration(c, req);
+	if (!strcmp(cmd, "migrate-status")) {
+		res = result_migrate_status(c);
+	} else if (!strcmp(cmd, "migrate-cancel")) {
+		if (!c->mig || !vm_migrating(c->vm))
+			errmsg = "no migration is running";
+		else
+			migrate_cancel(c->mig);
+	} else if (!strcmp(cmd, "version")) {
 		res = json_pack("{s:i, s:s}", "protocol", CONTROL_PROTOCOL_VERSION, "kvmm", "0.1.0");
 	} else if (!strcmp(cmd, "status")) {
 		res = result_status(c);
@@ -266,6 +328,23 @@ static json_t *control_handle(struct control *c, json_t *req)
 			errmsg = "the VM is paused: resume it first";
 		else
 			vm_power_button(c->vm);
+	} else if (!strcmp(cmd, "snapshot")) {
+		const char *dir = json_string_value(json_object_get(req, "path"));
+		bool was_running = !vm_paused(c->vm);
+		struct err e = { "" };
+
+		if (!dir || dir[0] != '/')
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "snapshot needs an absolute \"path\"");
+		/* A consistent point: pause if needed, and leave the VM as it was. */
+		if (was_running)
+			vm_pause(c->vm);
+		r = vm_snapshot(c->vm, dir, &e);
+		if (was_running)
+			vm_resume(c->vm);
+		if (r)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", e.msg);
+		res = json_pack("{s:s}", "path", dir);
 	} else if (!strcmp(cmd, "reset")) {
 		vm_reset(c->vm);
 	} else if (!strcmp(cmd, "stop")) {

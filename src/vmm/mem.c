@@ -3,6 +3,8 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <linux/memfd.h>
@@ -164,6 +166,30 @@ int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t
 		return -EFAULT;
 	memcpy(p, src, len);
 	return 0;
+}
+
+void gm_mark_dirty(const struct guest_mem *gm, const void *p, uint64_t len)
+{
+	uint64_t *bm = atomic_load(&((struct guest_mem *)gm)->vmm_dirty);
+	uint64_t off, first, last, pg;
+
+	if (!bm || !len || (const uint8_t *)p < gm->host)
+		return;
+	off = (uint64_t)((const uint8_t *)p - gm->host);
+	if (!range_ok(off, len, gm->size))
+		return;
+	first = off / 4096;
+	last = (off + len - 1) / 4096;
+	for (pg = first; pg <= last; pg++)
+		__atomic_fetch_or(&bm[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+}
+
+void gm_mark_dirty_iov(const struct guest_mem *gm, const struct iovec *iov, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		gm_mark_dirty(gm, iov[i].iov_base, iov[i].iov_len);
 }
 
 uint64_t gm_end(const struct guest_mem *gm)

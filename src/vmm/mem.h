@@ -30,6 +30,11 @@ struct guest_mem {
 	uint64_t low_size;
 	uint64_t high_size;
 	uint64_t page_size;
+	/*
+	 * While a migration runs: one bit per 4 KiB of host RAM offset, set by
+	 * devices that write guest memory (KVM logs only the vCPUs' writes).
+	 */
+	uint64_t *_Atomic vmm_dirty;
 };
 
 struct mem_region {
@@ -56,6 +61,12 @@ int mem_regions(const struct guest_mem *gm, struct mem_region out[2]);
 void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+/* Record a VMM write to guest RAM at host pointer p (no-op unless tracking). */
+void gm_mark_dirty(const struct guest_mem *gm, const void *p, uint64_t len);
+/* Record VMM writes for every writable iovec of a request. */
+struct iovec;
+void gm_mark_dirty_iov(const struct guest_mem *gm, const struct iovec *iov, unsigned n);
+
 /* Highest guest-physical address + 1 that is RAM. */
 uint64_t gm_end(const struct guest_mem *gm);
 

@@ -118,27 +118,16 @@ static void remove_dir(const char *dir)
 	rmdir(dir);
 }
 
-int snap_write_dir(const char *dir, const char *config_json, const struct sbuf *sections,
-		   const uint8_t *ram, uint64_t ram_size, struct err *e)
+int snap_encode_state(const struct sbuf *sections, uint64_t mem_size, struct sbuf *all)
 {
-	char tmp[PATH_MAX];
-	struct snap_header h;
 	struct snap_sec_hdr end = { .type = SNAP_SEC_END };
-	struct sbuf all = { 0 };
-	const uint8_t *p;
+	struct snap_header h;
+	const uint8_t *p = sections->data;
 	size_t off;
 	uint32_t n = 0;
 	int r;
 
-	if (access(dir, F_OK) == 0)
-		return err_set(e, EEXIST, "snapshot %s already exists", dir);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid()) >= (int)sizeof(tmp))
-		return err_set(e, ENAMETOOLONG, "snapshot path too long");
-	if (mkdir(tmp, 0700) < 0)
-		return err_set(e, errno, "cannot create %s: %s", tmp, strerror(errno));
-
-	/* Count sections for the header. */
-	for (off = 0, p = sections->data; off + sizeof(struct snap_sec_hdr) <= sections->len; n++) {
+	for (off = 0; off + sizeof(struct snap_sec_hdr) <= sections->len; n++) {
 		struct snap_sec_hdr sh;
 
 		memcpy(&sh, p + off, sizeof(sh));
@@ -148,15 +137,32 @@ int snap_write_dir(const char *dir, const char *config_json, const struct sbuf *
 	memcpy(h.magic, SNAP_MAGIC, 8);
 	h.version = SNAP_VERSION;
 	h.nsections = n + 1;
-	h.mem_size = ram_size;
+	h.mem_size = mem_size;
 	/* The END section's checksum covers the header and every section before it. */
-	r = sbuf_put(&all, &h, sizeof(h));
+	r = sbuf_put(all, &h, sizeof(h));
 	if (!r)
-		r = sbuf_put(&all, sections->data, sections->len);
+		r = sbuf_put(all, sections->data, sections->len);
 	if (!r) {
-		end.crc = (uint32_t)crc32(0, all.data, (uInt)all.len);
-		r = sbuf_put(&all, &end, sizeof(end));
+		end.crc = (uint32_t)crc32(0, all->data, (uInt)all->len);
+		r = sbuf_put(all, &end, sizeof(end));
 	}
+	return r;
+}
+
+int snap_write_dir(const char *dir, const char *config_json, const struct sbuf *sections,
+		   const uint8_t *ram, uint64_t ram_size, struct err *e)
+{
+	char tmp[PATH_MAX];
+	struct sbuf all = { 0 };
+	int r;
+
+	if (access(dir, F_OK) == 0)
+		return err_set(e, EEXIST, "snapshot %s already exists", dir);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid()) >= (int)sizeof(tmp))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	if (mkdir(tmp, 0700) < 0)
+		return err_set(e, errno, "cannot create %s: %s", tmp, strerror(errno));
+	r = snap_encode_state(sections, ram_size, &all);
 	if (r) {
 		r = err_set(e, -r, "out of memory");
 		goto fail;
@@ -184,34 +190,49 @@ fail:
 int snap_read_state(const char *dir, struct snap_state *st, struct err *e)
 {
 	char path[PATH_MAX];
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	if (!join(path, sizeof(path), dir, "state.bin"))
+		return err_set(e, ENAMETOOLONG, "snapshot path too long");
+	r = read_file(path, SNAP_MAX_STATE, &buf, &len);
+	if (r)
+		return err_set(e, -r, "snapshot %s: cannot read state.bin: %s", dir,
+			       r == -ENOENT ? "missing (incomplete snapshot?)" : strerror(-r));
+	r = snap_parse_state(buf, len, st, e);
+	if (r)
+		return err_prefix(e, r, "snapshot %s", dir);
+	return 0;
+}
+
+int snap_parse_state(uint8_t *buf, size_t len, struct snap_state *st, struct err *e)
+{
 	struct snap_header h;
 	size_t off;
 	unsigned i;
 	int r;
 
 	memset(st, 0, sizeof(*st));
-	if (!join(path, sizeof(path), dir, "state.bin"))
-		return err_set(e, ENAMETOOLONG, "snapshot path too long");
-	r = read_file(path, SNAP_MAX_STATE, &st->buf, &st->len);
-	if (r)
-		return err_set(e, -r, "snapshot %s: cannot read state.bin: %s", dir,
-			       r == -ENOENT ? "missing (incomplete snapshot?)" : strerror(-r));
+	st->buf = buf;
+	st->len = len;
 	if (st->len < sizeof(h)) {
-		r = err_set(e, EINVAL, "snapshot %s: state.bin is truncated", dir);
+		r = err_set(e, EINVAL, "state is truncated");
 		goto fail;
 	}
 	memcpy(&h, st->buf, sizeof(h));
 	if (memcmp(h.magic, SNAP_MAGIC, 8)) {
-		r = err_set(e, EINVAL, "snapshot %s: state.bin is not a kvmm snapshot", dir);
+		r = err_set(e, EINVAL, "not a kvmm state record");
 		goto fail;
 	}
 	if (h.version != SNAP_VERSION) {
-		r = err_set(e, EINVAL, "snapshot %s: format version %u, this kvmm reads %u", dir,
-			    h.version, SNAP_VERSION);
+		r = err_set(e, EINVAL, "format version %u, this kvmm reads %u", h.version,
+			    SNAP_VERSION);
 		goto fail;
 	}
 	if (h.nsections == 0 || h.nsections > SNAP_MAX_SECTIONS) {
-		r = err_set(e, EINVAL, "snapshot %s: damaged (section count %u)", dir, h.nsections);
+		r = err_set(e, EINVAL, "damaged (section count %u)", h.nsections);
 		goto fail;
 	}
 	st->sec = calloc(h.nsections, sizeof(*st->sec));
@@ -224,14 +245,14 @@ int snap_read_state(const char *dir, struct snap_state *st, struct err *e)
 		struct snap_sec_hdr sh;
 
 		if (!range_ok(off, sizeof(sh), st->len)) {
-			r = err_set(e, EINVAL, "snapshot %s: state.bin is truncated", dir);
+			r = err_set(e, EINVAL, "state is truncated");
 			goto fail;
 		}
 		memcpy(&sh, st->buf + off, sizeof(sh));
 		if (sh.type == SNAP_SEC_END) {
 			if (sh.crc != (uint32_t)crc32(0, st->buf, (uInt)off) ||
 			    off + sizeof(sh) != st->len || i + 1 != h.nsections) {
-				r = err_set(e, EINVAL, "snapshot %s: damaged (checksum mismatch)", dir);
+				r = err_set(e, EINVAL, "damaged (checksum mismatch)");
 				goto fail;
 			}
 			st->n = i;
@@ -240,13 +261,13 @@ int snap_read_state(const char *dir, struct snap_state *st, struct err *e)
 		off += sizeof(sh);
 		if (!range_ok(off, sh.len, st->len) ||
 		    sh.crc != (uint32_t)crc32(0, st->buf + off, (uInt)sh.len)) {
-			r = err_set(e, EINVAL, "snapshot %s: damaged (section %u)", dir, i);
+			r = err_set(e, EINVAL, "damaged (section %u)", i);
 			goto fail;
 		}
 		st->sec[i] = (struct snap_section_view){ sh.type, sh.index, st->buf + off, sh.len };
 		off += sh.len;
 	}
-	r = err_set(e, EINVAL, "snapshot %s: damaged (no end marker)", dir);
+	r = err_set(e, EINVAL, "damaged (no end marker)");
 fail:
 	snap_state_free(st);
 	return r;
@@ -283,14 +304,17 @@ char *snap_config_json(const struct vm_config *cfg)
 						       cfg->disks[i].format, "serial",
 						       cfg->disks[i].serial, "queues",
 						       (int)cfg->disks[i].queues));
-	root = json_pack("{s:s, s:i, s:i, s:I, s:o, s:b, s:s?, s:s?}", "format", "kvmm-snapshot",
-			 "version", SNAP_VERSION, "cpus", (int)cfg->ncpus, "memory",
+	root = json_pack("{s:s, s:i, s:i, s:I, s:o, s:b, s:s?, s:s?, s:s?}", "format",
+			 "kvmm-snapshot", "version", SNAP_VERSION, "cpus", (int)cfg->ncpus, "memory",
 			 (json_int_t)cfg->mem.size, "disks", disks, "rng", cfg->rng, "kernel",
-			 cfg->boot.kernel, "cmdline", cfg->boot.cmdline);
+			 cfg->boot.kernel, "initrd", cfg->boot.initrd, "cmdline", cfg->boot.cmdline);
 	s = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return s;
 }
+
+static int snap_config_from_json(json_t *root, const char *dir, struct vm_config *cfg,
+				 struct err *e);
 
 /* Strings from vm.json live as long as the process (the config points at them). */
 static const char *keep(json_t *v)
@@ -304,15 +328,34 @@ int snap_read_config(const char *dir, struct vm_config *cfg, struct err *e)
 {
 	char path[PATH_MAX];
 	json_error_t jerr;
-	json_t *root, *disks, *d;
-	json_int_t cpus, mem;
-	size_t i;
+	json_t *root;
 
 	if (!join(path, sizeof(path), dir, "vm.json"))
 		return err_set(e, ENAMETOOLONG, "snapshot path too long");
 	root = json_load_file(path, 0, &jerr);
 	if (!root)
 		return err_set(e, EINVAL, "snapshot %s: vm.json: %s", dir, jerr.text);
+	return snap_config_from_json(root, dir, cfg, e);
+}
+
+int snap_parse_config(const char *text, size_t len, struct vm_config *cfg, struct err *e)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(text, len, 0, &jerr);
+
+	if (!root)
+		return err_set(e, EINVAL, "VM configuration: %s", jerr.text);
+	return snap_config_from_json(root, "stream", cfg, e);
+}
+
+/* Fill cfg from a parsed vm.json (consumes root). */
+static int snap_config_from_json(json_t *root, const char *dir, struct vm_config *cfg,
+				 struct err *e)
+{
+	json_t *disks, *d;
+	json_int_t cpus, mem;
+	size_t i;
+
 	if (strcmp(json_string_value(json_object_get(root, "format")) ?: "", "kvmm-snapshot") ||
 	    json_integer_value(json_object_get(root, "version")) != SNAP_VERSION) {
 		json_decref(root);
@@ -330,7 +373,10 @@ int snap_read_config(const char *dir, struct vm_config *cfg, struct err *e)
 	cfg->ncpus = (unsigned)cpus;
 	cfg->mem.size = (uint64_t)mem;
 	cfg->rng = json_is_true(json_object_get(root, "rng"));
+	/* Used only if the guest later reboots: then it boots these files afresh. */
 	cfg->boot.cmdline = keep(json_object_get(root, "cmdline"));
+	cfg->boot.kernel = keep(json_object_get(root, "kernel"));
+	cfg->boot.initrd = keep(json_object_get(root, "initrd"));
 	cfg->ndisks = 0;
 	json_array_foreach(disks, i, d) {
 		struct blk_opts *b = &cfg->disks[cfg->ndisks++];

@@ -46,6 +46,12 @@ int snap_add(struct sbuf *out, uint32_t type, uint32_t index, const void *data, 
 int snap_write_dir(const char *dir, const char *config_json, const struct sbuf *sections,
 		   const uint8_t *ram, uint64_t ram_size, struct err *e);
 
+/* The state record (header, sections, checksummed END) as written to state.bin. */
+int snap_encode_state(const struct sbuf *sections, uint64_t mem_size, struct sbuf *all);
+/* Verify a state record; st takes ownership of buf (malloc'ed) even on failure. */
+int snap_parse_state(uint8_t *buf, size_t len, struct snap_state *st, struct err *e);
+int snap_parse_config(const char *text, size_t len, struct vm_config *cfg, struct err *e);
+
 /* Reader: verify and load DIR/state.bin; fill cfg from DIR/vm.json. */
 int snap_read_state(const char *dir, struct snap_state *st, struct err *e);
 void snap_state_free(struct snap_state *st);

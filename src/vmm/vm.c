@@ -27,6 +27,8 @@
 #include "virtio/virtio.h"
 #include "vmm/console.h"
 #include "vmm/control.h"
+#include "vmm/snapshot.h"
+#include "kvm/state.h"
 
 /* The devices of every VM, created in this order and destroyed in reverse. */
 static const struct dev_desc *const vm_devices[] = {
@@ -94,6 +96,12 @@ struct vm {
 	bool paused;
 	uint64_t paused_clock;
 	uint64_t start_ns;
+
+	/* Live migration: dirty tracking and vCPU throttling (auto-converge). */
+	uint64_t *vmm_dirty_bits;
+	uint64_t *kvm_dirty_tmp;
+	atomic_int throttle_pct;
+	atomic_bool migrating;
 
 	pthread_mutex_t stop_lock;
 	atomic_bool stopping;
@@ -366,6 +374,18 @@ static bool vcpu_handle_exit(struct vcpu *c)
 	}
 }
 
+/*
+ * Auto-converge: sleep pct% of each 10 ms slice (the migration thread kicks
+ * the vCPUs every slice so even a guest that never exits is slowed).
+ */
+static void vcpu_throttle(struct vm *vm)
+{
+	int pct = atomic_load(&vm->throttle_pct);
+
+	if (pct > 0)
+		usleep((useconds_t)(pct * 100));
+}
+
 /* Wait here while the VM is paused; the loop thread counts parked vCPUs. */
 static void vcpu_park(struct vcpu *c)
 {
@@ -406,6 +426,7 @@ static void *vcpu_thread(void *arg)
 		c->st.run_ns += time_ns() - t0;
 		if (r == -EINTR || r == -EAGAIN) {
 			c->kvm.run->immediate_exit = 0;
+			vcpu_throttle(vm);
 			continue;
 		}
 		if (r) {
@@ -419,6 +440,7 @@ static void *vcpu_thread(void *arg)
 		c->st.exits++;
 		if (!vcpu_handle_exit(c))
 			break;
+		vcpu_throttle(vm);
 	}
 	return NULL;
 }
@@ -501,6 +523,14 @@ static int vm_setup_devices(struct vm *vm, struct err *e)
 			return r;
 		vm->balloon = vm->virtio[vm->nvirtio++];
 	}
+	if (vm->cfg.vsock_cid) {
+		struct vsock_opts vo = { .cid = vm->cfg.vsock_cid };
+
+		r = virtio_vsock_create(&vm->dev_ctx, &vo, &vm->virtio[vm->nvirtio], e);
+		if (r)
+			return r;
+		vm->nvirtio++;
+	}
 	return 0;
 }
 
@@ -570,7 +600,7 @@ static int vm_setup_vcpus(struct vm *vm, struct err *e)
 		if (r)
 			break;
 		/* The BSP starts at the kernel entry; APs wait for INIT/SIPI in the LAPIC. */
-		if (i == 0) {
+		if (i == 0 && !vm->cfg.restore_dir && !vm->cfg.incoming) {
 			r = x86_vcpu_set_boot_regs(&c->kvm, &vm->boot, e);
 			if (r)
 				break;
@@ -580,8 +610,10 @@ static int vm_setup_vcpus(struct vm *vm, struct err *e)
 	return r;
 }
 
+
 struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 {
+	struct snap_state snap = { 0 };
 	struct mem_region regs[2];
 	struct boot_opts bo;
 	struct vm *vm;
@@ -624,8 +656,23 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 		err_set(e, ENOMEM, "out of resources creating the VM");
 		goto fail;
 	}
-	if (mem_create(&vm->mem, &cfg->mem, e))
+	if (cfg->restore_dir) {
+		char path[4096];
+
+		r = snap_read_state(cfg->restore_dir, &snap, e);
+		if (r)
+			goto fail;
+		if (snap.mem_size != cfg->mem.size) {
+			err_set(e, EINVAL, "snapshot %s: memory size differs from vm.json",
+				cfg->restore_dir);
+			goto fail;
+		}
+		snprintf(path, sizeof(path), "%s/memory.bin", cfg->restore_dir);
+		if (mem_create_from_file(&vm->mem, path, cfg->mem.size, cfg->restore_eager, e))
+			goto fail;
+	} else if (mem_create(&vm->mem, &cfg->mem, e)) {
 		goto fail;
+	}
 	if (kvm_vm_create(&vm->kvm, &vm->kvm_vm, e))
 		goto fail;
 	r = kvm_vm_set_gsi_routing(&vm->kvm_vm, vm->routes, vm->nroutes);
@@ -642,7 +689,23 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 			goto fail;
 		}
 	}
-	if (vm_setup_devices(vm, e) || vm_setup_tables(vm, e))
+	if (vm_setup_devices(vm, e))
+		goto fail;
+	if (cfg->incoming) {
+		/* Memory and state arrive from the migration stream (migrate_incoming_receive). */
+		if (vm_setup_vcpus(vm, e))
+			goto fail;
+		return vm;
+	}
+	if (cfg->restore_dir) {
+		/* Memory already holds the tables and the kernel; state comes from the snapshot. */
+		if (vm_setup_vcpus(vm, e) || vm_load_sections(vm, &snap, e))
+			goto fail;
+		snap_state_free(&snap);
+		log_info("restored from %s", cfg->restore_dir);
+		return vm;
+	}
+	if (vm_setup_tables(vm, e))
 		goto fail;
 	bo = cfg->boot;
 	bo.rsdp_gpa = X86_BIOS_START;
@@ -654,6 +717,7 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 		goto fail;
 	return vm;
 fail:
+	snap_state_free(&snap);
 	vm_destroy(vm);
 	return NULL;
 }
@@ -688,6 +752,8 @@ void vm_destroy(struct vm *vm)
 		free(w);
 	}
 	free(vm->routes);
+	free(vm->vmm_dirty_bits);
+	free(vm->kvm_dirty_tmp);
 	kvm_close(&vm->kvm);
 	pthread_mutex_destroy(&vm->stop_lock);
 	pthread_mutex_destroy(&vm->watch_lock);
@@ -957,4 +1023,234 @@ int vm_device_stats(struct vm *vm, unsigned i, uint64_t out[6])
 uint64_t vm_uptime_ms(const struct vm *vm)
 {
 	return (time_ns() - vm->start_ns) / 1000000;
+}
+
+/* --- snapshots --- */
+
+void vm_drain_devices(struct vm *vm)
+{
+	unsigned i;
+
+	for (i = 0; i < vm->nvirtio; i++)
+		if (vm->virtio[i]->ops->drain)
+			vm->virtio[i]->ops->drain(vm->virtio[i]->priv);
+}
+
+int vm_save_sections(struct vm *vm, struct sbuf *secs, struct err *e)
+{
+	struct sbuf rec = { 0 };
+	unsigned i;
+	int r = 0;
+
+	if (!vm->paused)
+		return err_set(e, EBUSY, "the VM must be paused");
+	/* Devices finish what is in flight so no request is half done in the state. */
+	vm_drain_devices(vm);
+
+	r = kvm_vm_save_state(&vm->kvm_vm, &rec);
+	if (!r)
+		r = snap_add(secs, SNAP_SEC_VM, 0, rec.data, rec.len);
+	for (i = 0; !r && i < vm->nvcpus; i++) {
+		rec.len = 0;
+		r = kvm_vcpu_save_state(&vm->kvm, &vm->vcpus[i].kvm, &rec);
+		if (!r)
+			r = snap_add(secs, SNAP_SEC_VCPU, i, rec.data, rec.len);
+	}
+	if (r) {
+		err_set(e, -r, "cannot read the vCPU/VM state from KVM: %s", strerror(-r));
+		goto out;
+	}
+	for (i = 0; !r && i < NDEV; i++) {
+		rec.len = 0;
+		r = vm_devices[i]->save(vm->dev[i], &rec);
+		if (!r)
+			r = snap_add(secs, SNAP_SEC_DEVICE, i, rec.data, rec.len);
+		if (r)
+			err_set(e, -r, "device %s: cannot save its state", vm_devices[i]->name);
+	}
+	for (i = 0; !r && i < vm->nvirtio; i++) {
+		rec.len = 0;
+		r = virtio_save(vm->virtio[i], &rec);
+		if (!r)
+			r = snap_add(secs, SNAP_SEC_VIRTIO, i, rec.data, rec.len);
+		if (r)
+			err_set(e, -r, "%s: cannot save its state", vm->virtio[i]->ops->name);
+	}
+out:
+	sbuf_free(&rec);
+	return r;
+}
+
+int vm_snapshot(struct vm *vm, const char *dir, struct err *e)
+{
+	struct sbuf secs = { 0 };
+	char *json = NULL;
+	int r;
+
+	r = vm_save_sections(vm, &secs, e);
+	if (r)
+		goto out;
+	json = snap_config_json(&vm->cfg);
+	if (!json) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	r = snap_write_dir(dir, json, &secs, vm->mem.host, vm->mem.size, e);
+out:
+	free(json);
+	sbuf_free(&secs);
+	return r;
+}
+
+int vm_load_sections(struct vm *vm, const struct snap_state *snap, struct err *e)
+{
+	const struct snap_section_view *s;
+	unsigned i;
+	int r;
+
+	/* Every section must be there before anything is applied. */
+	if (!snap_find(snap, SNAP_SEC_VM, 0))
+		return err_set(e, EINVAL, "snapshot: the VM state section is missing");
+	for (i = 0; i < vm->nvcpus; i++)
+		if (!snap_find(snap, SNAP_SEC_VCPU, i))
+			return err_set(e, EINVAL, "snapshot: vCPU %u state is missing", i);
+	for (i = 0; i < NDEV; i++)
+		if (!snap_find(snap, SNAP_SEC_DEVICE, i))
+			return err_set(e, EINVAL, "snapshot: device %s state is missing",
+				       vm_devices[i]->name);
+	for (i = 0; i < vm->nvirtio; i++)
+		if (!snap_find(snap, SNAP_SEC_VIRTIO, i))
+			return err_set(e, EINVAL, "snapshot: %s state is missing",
+				       vm->virtio[i]->ops->name);
+
+	/* The irqchip before the LAPICs that reference it; the clock with it. */
+	s = snap_find(snap, SNAP_SEC_VM, 0);
+	r = kvm_vm_load_state(&vm->kvm_vm, s->data, s->len);
+	if (r)
+		return err_set(e, -r, "snapshot: cannot restore the irqchip/PIT/clock: %s",
+			       strerror(-r));
+	for (i = 0; i < vm->nvcpus; i++) {
+		s = snap_find(snap, SNAP_SEC_VCPU, i);
+		r = kvm_vcpu_load_state(&vm->kvm, &vm->vcpus[i].kvm, s->data, s->len);
+		if (r)
+			return err_set(e, -r, "snapshot: cannot restore vCPU %u: %s", i,
+				       r == -EINVAL ? "damaged or incompatible record" : strerror(-r));
+	}
+	for (i = 0; i < NDEV; i++) {
+		s = snap_find(snap, SNAP_SEC_DEVICE, i);
+		r = vm_devices[i]->load(vm->dev[i], s->data, s->len);
+		if (r)
+			return err_set(e, -r, "snapshot: device %s: bad state record",
+				       vm_devices[i]->name);
+	}
+	for (i = 0; i < vm->nvirtio; i++) {
+		s = snap_find(snap, SNAP_SEC_VIRTIO, i);
+		r = virtio_load(vm->virtio[i], s->data, s->len);
+		if (r)
+			return err_set(e, -r, "snapshot: %s: bad state record",
+				       vm->virtio[i]->ops->name);
+	}
+	return 0;
+}
+
+/* --- live migration support --- */
+
+struct guest_mem *vm_memory(struct vm *vm)
+{
+	return &vm->mem;
+}
+
+static int vm_set_dirty_logging(struct vm *vm, bool on)
+{
+	struct mem_region regs[2];
+	int i, n = mem_regions(&vm->mem, regs), r;
+
+	for (i = 0; i < n; i++) {
+		r = kvm_vm_set_memory(&vm->kvm_vm, (uint32_t)i, regs[i].gpa, regs[i].size,
+				      regs[i].host, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int vm_dirty_start(struct vm *vm, struct err *e)
+{
+	size_t words = (size_t)((vm->mem.size / 4096 + 63) / 64);
+	int r;
+
+	if (!vm->vmm_dirty_bits)
+		vm->vmm_dirty_bits = calloc(words, sizeof(uint64_t));
+	if (!vm->kvm_dirty_tmp)
+		vm->kvm_dirty_tmp = calloc(words, sizeof(uint64_t));
+	if (!vm->vmm_dirty_bits || !vm->kvm_dirty_tmp)
+		return err_set(e, ENOMEM, "out of memory for the dirty bitmaps");
+	memset(vm->vmm_dirty_bits, 0, words * sizeof(uint64_t));
+	atomic_store(&vm->mem.vmm_dirty, vm->vmm_dirty_bits);
+	r = vm_set_dirty_logging(vm, true);
+	if (r) {
+		atomic_store(&vm->mem.vmm_dirty, NULL);
+		return err_set(e, -r, "cannot enable KVM dirty page logging: %s", strerror(-r));
+	}
+	return 0;
+}
+
+/* OR the pages dirtied since the last call into bitmap (bit = 4 KiB of host RAM offset). */
+int vm_dirty_collect(struct vm *vm, uint64_t *bitmap)
+{
+	struct mem_region regs[2];
+	int i, n = mem_regions(&vm->mem, regs), r;
+	size_t words = (size_t)((vm->mem.size / 4096 + 63) / 64), w;
+
+	for (i = 0; i < n; i++) {
+		uint64_t base = (uint64_t)(regs[i].host - vm->mem.host) / 4096, pages = regs[i].size / 4096, p;
+
+		memset(vm->kvm_dirty_tmp, 0, words * sizeof(uint64_t));
+		r = kvm_vm_get_dirty_log(&vm->kvm_vm, (uint32_t)i, vm->kvm_dirty_tmp);
+		if (r)
+			return r;
+		/* Slot-relative bits, shifted to the slot's place in host RAM. */
+		for (p = 0; p < pages; p++)
+			if (vm->kvm_dirty_tmp[p / 64] & (1ULL << (p % 64)))
+				bitmap[(base + p) / 64] |= 1ULL << ((base + p) % 64);
+	}
+	for (w = 0; w < words; w++)
+		bitmap[w] |= __atomic_exchange_n(&vm->vmm_dirty_bits[w], 0, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void vm_dirty_stop(struct vm *vm)
+{
+	/* The bitmap stays allocated: a device may still hold the pointer. */
+	atomic_store(&vm->mem.vmm_dirty, NULL);
+	vm_set_dirty_logging(vm, false);
+}
+
+void vm_set_throttle(struct vm *vm, int pct)
+{
+	atomic_store(&vm->throttle_pct, pct < 0 ? 0 : pct > 99 ? 99 : pct);
+}
+
+void vm_kick_vcpus(struct vm *vm)
+{
+	unsigned i;
+
+	for (i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].started)
+			vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_set_migrating(struct vm *vm, bool on)
+{
+	atomic_store(&vm->migrating, on);
+}
+
+bool vm_migrating(const struct vm *vm)
+{
+	return atomic_load(&((struct vm *)vm)->migrating);
+}
+
+void vm_migrated(struct vm *vm, const char *reason)
+{
+	vm_request_stop(vm, VM_EXIT_STOPPED, reason, NULL);
 }

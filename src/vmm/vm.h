@@ -40,6 +40,9 @@ struct vm_config {
 	unsigned nnets;
 	struct net_opts nets[VM_MAX_NETS];
 	const char *name;          /* the VM's name (control socket, kvmm list) */
+	const char *restore_dir;   /* build the VM from this snapshot instead of booting */
+	bool restore_eager;        /* read all of the snapshot's memory up front */
+	bool incoming;             /* state arrives by migration: do not boot */
 	struct control *control;   /* served by vm_run when set */
 };
 
@@ -93,6 +96,28 @@ unsigned vm_ndevices(const struct vm *vm);
 const char *vm_device_name(const struct vm *vm, unsigned i);
 int vm_device_stats(struct vm *vm, unsigned i, uint64_t out[6]);
 uint64_t vm_uptime_ms(const struct vm *vm);
+/* Write a full snapshot of a paused VM into dir (must not exist). */
+int vm_snapshot(struct vm *vm, const char *dir, struct err *e);
+
+/* --- State sections and live migration (src/migrate) --- */
+struct sbuf;
+struct snap_state;
+/* Every vCPU, the irqchip/PIT/clock and each device, as snapshot sections (VM paused). */
+int vm_save_sections(struct vm *vm, struct sbuf *secs, struct err *e);
+/* Apply sections to a freshly created VM (restore, incoming migration). */
+int vm_load_sections(struct vm *vm, const struct snap_state *snap, struct err *e);
+struct guest_mem *vm_memory(struct vm *vm);
+/* Complete the I/O devices have in flight (their writes to RAM are dirty-tracked). */
+void vm_drain_devices(struct vm *vm);
+int vm_dirty_start(struct vm *vm, struct err *e);
+int vm_dirty_collect(struct vm *vm, uint64_t *bitmap);
+void vm_dirty_stop(struct vm *vm);
+void vm_set_throttle(struct vm *vm, int pct);
+void vm_kick_vcpus(struct vm *vm);
+void vm_set_migrating(struct vm *vm, bool on);
+bool vm_migrating(const struct vm *vm);
+/* The destination took over: stop this VM (exit status 0). */
+void vm_migrated(struct vm *vm, const char *reason);
 
 /* Signal used to kick vCPU threads out of KVM_RUN. */
 #define VM_SIG_KICK SIGUSR1

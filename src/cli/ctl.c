@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 static int ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -31,8 +33,8 @@ static int ctl_connect(const char *path)
 		int en = errno;
 
 		close(fd);
-		/* Nobody listens: the VM died without cleaning up. */
-		if (en == ECONNREFUSED)
+		/* Nobody listens: the VM died without cleaning up. Only ever remove a socket. */
+		if (en == ECONNREFUSED && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
 			unlink(path);
 		return -en;
 	}

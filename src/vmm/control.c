@@ -89,6 +89,7 @@ int control_open(const char *name, struct control **out, struct err *e)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct control *c;
+	struct stat st;
 	char dir[256];
 	int fd, r;
 
@@ -124,6 +125,13 @@ int control_open(const char *name, struct control **out, struct err *e)
 		}
 		if (probe >= 0)
 			close(probe);
+		/* Replace only a dead VM's socket, never a file or link someone put there. */
+		if (lstat(c->path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+			close(fd);
+			r = err_set(e, EEXIST, "%s exists and is not a socket; not touching it",
+				    c->path);
+			goto fail;
+		}
 		unlink(c->path);
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 			r = err_set(e, errno, "control socket %s: %s", c->path, strerror(errno));
@@ -251,21 +259,30 @@ static json_t *start_migration(struct control *c, json_t *req)
 	return json_pack("{s:b, s:{s:s}}", "ok", 1, "result", "state", "active");
 }
 
+static void add_kvm_stat(void *arg, const char *name, uint64_t v)
+{
+	json_object_set_new(arg, name, json_integer((json_int_t)v));
+}
+
 static json_t *result_stats(struct control *c)
 {
-	json_t *vcpus = json_array(), *devs = json_array();
+	json_t *vcpus = json_array(), *devs = json_array(), *kvm = json_object();
 	unsigned i;
 
 	for (i = 0; i < vm_nvcpus(c->vm); i++) {
 		struct vcpu_stats st;
+		json_t *kv = json_object();
 
 		vm_vcpu_stats(c->vm, i, &st);
-		json_array_append_new(vcpus, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I}", "id", (int)i,
-						       "exits", (json_int_t)st.exits, "io",
+		/* KVM's own counters when the kernel has binary stats (5.14+). */
+		vm_kvm_stats(c->vm, (int)i, add_kvm_stat, kv);
+		json_array_append_new(vcpus, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:o}", "id",
+						       (int)i, "exits", (json_int_t)st.exits, "io",
 						       (json_int_t)st.io, "mmio", (json_int_t)st.mmio,
 						       "other", (json_int_t)st.other, "run_ns",
-						       (json_int_t)st.run_ns));
+						       (json_int_t)st.run_ns, "kvm", kv));
 	}
+	vm_kvm_stats(c->vm, -1, add_kvm_stat, kvm);
 	for (i = 0; i < vm_ndevices(c->vm); i++) {
 		uint64_t s[6];
 
@@ -278,7 +295,7 @@ static json_t *result_stats(struct control *c)
 						      (json_int_t)s[3], "kicks", (json_int_t)s[4],
 						      "interrupts", (json_int_t)s[5]));
 	}
-	return json_pack("{s:o, s:o}", "vcpus", vcpus, "devices", devs);
+	return json_pack("{s:o, s:o, s:o}", "vcpus", vcpus, "devices", devs, "kvm", kvm);
 }
 
 /* One request object in, one response object out. */

@@ -29,6 +29,7 @@
 #include "vmm/control.h"
 #include "vmm/snapshot.h"
 #include "kvm/state.h"
+#include "kvm/stats.h"
 
 /* The devices of every VM, created in this order and destroyed in reverse. */
 static const struct dev_desc *const vm_devices[] = {
@@ -990,6 +991,16 @@ void vm_vcpu_stats(const struct vm *vm, unsigned i, struct vcpu_stats *st)
 	memset(st, 0, sizeof(*st));
 	if (i < vm->nvcpus)
 		*st = vm->vcpus[i].st;
+}
+
+int vm_kvm_stats(struct vm *vm, int vcpu, void (*cb)(void *arg, const char *name, uint64_t v),
+		 void *arg)
+{
+	if (vcpu < 0)
+		return kvm_stats_foreach(vm->kvm_vm.fd, cb, arg);
+	if ((unsigned)vcpu >= vm->nvcpus)
+		return -ENOENT;
+	return kvm_stats_foreach(vm->vcpus[vcpu].kvm.fd, cb, arg);
 }
 
 unsigned vm_ndevices(const struct vm *vm)

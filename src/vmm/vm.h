@@ -91,6 +91,9 @@ struct vcpu_stats {
 const struct vm_config *vm_get_config(const struct vm *vm);
 unsigned vm_nvcpus(const struct vm *vm);
 void vm_vcpu_stats(const struct vm *vm, unsigned i, struct vcpu_stats *st);
+/* KVM's own statistics of the VM (vcpu < 0) or of one vCPU. */
+int vm_kvm_stats(struct vm *vm, int vcpu, void (*cb)(void *arg, const char *name, uint64_t v),
+		 void *arg);
 unsigned vm_ndevices(const struct vm *vm);
 /* Name and counters of virtio device i (0 when it has none). */
 const char *vm_device_name(const struct vm *vm, unsigned i);

@@ -153,6 +153,7 @@ int cmd_ctl(int argc, char **argv)
 {
 	const char *verb = argv[0], *name = NULL, *arg = NULL;
 	bool wants_arg = !strcmp(verb, "snapshot");
+	const char *disks = NULL;
 	char abs[4096];
 	bool as_json = false;
 	struct err e = { "" };
@@ -162,6 +163,8 @@ int cmd_ctl(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "--output=json"))
 			as_json = true;
+		else if (wants_arg && !strcmp(argv[i], "--disks") && i + 1 < argc)
+			disks = argv[++i];
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: kvmm %s [--json] NAME\n", verb);
 			return EXIT_OK;
@@ -203,7 +206,8 @@ int cmd_ctl(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	if (arg)
-		resp = ctl_request_obj(fd, json_pack("{s:s, s:s}", "cmd", verb, "path", abs), &e);
+		resp = ctl_request_obj(fd, json_pack("{s:s, s:s, s:s?}", "cmd", verb, "path", abs,
+						     "disks", disks), &e);
 	else
 		resp = ctl_request(fd, verb, &e);
 	close(fd);

@@ -2,6 +2,7 @@
 /* img.c: `kvmm img`: create, info, check, convert, resize, map, snapshot, commit, rebase (qemu-img compatible). */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -527,6 +528,64 @@ static int img_check(int argc, char **argv)
 
 /* ---- convert ---- */
 
+/* Compressing a chunk's clusters on several threads (zlib/zstd are the slow part). */
+struct zjob {
+	const struct qcow2 *q;
+	const uint8_t *src;
+	uint8_t *dst;	/* n slots of cluster_size bytes */
+	size_t *clen;
+	uint64_t n, first, stride;
+};
+
+static void *zjob_run(void *arg)
+{
+	struct zjob *j = arg;
+
+	for (uint64_t i = j->first; i < j->n; i += j->stride) {
+		const uint8_t *s = j->src + i * j->q->cluster_size;
+
+		j->clen[i] = is_zero(s, j->q->cluster_size)
+				     ? SIZE_MAX
+				     : qcow2_compress_cluster(j->q, s, j->dst + i * j->q->cluster_size,
+							      j->q->cluster_size - 1);
+	}
+	return NULL;
+}
+
+#define ZTHREADS 8 /* at most; one per online CPU */
+
+static int convert_compressed(struct image *out, uint64_t off, const uint8_t *buf, uint64_t len,
+			      uint8_t *zbuf, size_t *clen)
+{
+	struct qcow2 *q = qcow2_of(out);
+	uint64_t cs = q->cluster_size, n = len / cs;
+	struct zjob jobs[ZTHREADS];
+	pthread_t th[ZTHREADS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int started = 0, nt = (int)MAX(1, MIN(ZTHREADS, cpus)), ret;
+
+	for (int t = 0; t < nt; t++) {
+		jobs[t] = (struct zjob){ q, buf, zbuf, clen, n, (uint64_t)t, (uint64_t)nt };
+		if (t > 0 && pthread_create(&th[t], NULL, zjob_run, &jobs[t]) == 0)
+			started |= 1 << t;
+	}
+	zjob_run(&jobs[0]);
+	for (int t = 1; t < nt; t++) {
+		if (started & (1 << t))
+			pthread_join(th[t], NULL);
+		else
+			zjob_run(&jobs[t]);
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (clen[i] == SIZE_MAX)
+			continue;
+		ret = qcow2_store_compressed(out, off + i * cs, buf + i * cs, zbuf + i * cs, clen[i]);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 static int img_convert(int argc, char **argv)
 {
 	static const struct option lo[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
@@ -538,7 +597,8 @@ static int img_convert(int argc, char **argv)
 	struct progress pr;
 	struct err e = { { 0 } };
 	uint64_t size, chunk, blk;
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, *zbuf = NULL;
+	size_t *zlen = NULL;
 	int c, ret = EXIT_ERR;
 
 	optind = 1;
@@ -589,7 +649,11 @@ static int img_convert(int argc, char **argv)
 	blk = qcow2_of(out) ? qcow2_of(out)->cluster_size : 64 * KiB;
 	chunk = MAX(blk, 2 * MiB);
 	buf = aligned_alloc(4096, chunk);
-	if (!buf) {
+	if (compress) {
+		zbuf = malloc(chunk);
+		zlen = calloc(chunk / blk, sizeof(*zlen));
+	}
+	if (!buf || (compress && (!zbuf || !zlen))) {
 		fail("out of memory");
 		goto out;
 	}
@@ -615,15 +679,26 @@ static int img_convert(int argc, char **argv)
 			ret = fail("%s: read error at %" PRIu64 ": %s", src, off, strerror(-ret));
 			goto out;
 		}
+		if (compress && len >= blk) {
+			uint64_t whole = ALIGN_DOWN(len, blk);
+
+			ret = convert_compressed(out, off, buf, whole, zbuf, zlen);
+			if (ret < 0) {
+				ret = fail("%s: write error at %" PRIu64 ": %s", dst, off, strerror(-ret));
+				goto out;
+			}
+			off += whole;
+			len -= whole;
+			if (!len)
+				continue;
+			memmove(buf, buf + whole, len);
+		}
 		for (uint64_t o = 0; o < len; o += blk) {
 			uint64_t n = MIN(blk, len - o);
 
 			if (is_zero(buf + o, n))
 				continue;
-			if (compress && n == blk)
-				ret = out->ops->write_compressed(out, off + o, buf + o, n);
-			else
-				ret = image_pwrite(out, off + o, buf + o, n);
+			ret = image_pwrite(out, off + o, buf + o, n);
 			if (ret < 0) {
 				ret = fail("%s: write error at %" PRIu64 ": %s", dst, off + o, strerror(-ret));
 				goto out;
@@ -641,6 +716,8 @@ static int img_convert(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	free(buf);
+	free(zbuf);
+	free(zlen);
 	image_close(out);
 	image_close(in);
 	return ret;

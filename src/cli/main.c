@@ -34,7 +34,7 @@ static const struct {
 	{ "migrate", cmd_migrate, "live-migrate: kvmm migrate NAME tcp:HOST:PORT [--wait]" },
 	{ "migrate-status", cmd_ctl, "progress of a VM's migration" },
 	{ "migrate-cancel", cmd_ctl, "cancel a migration (the VM keeps running here)" },
-	{ "snapshot", cmd_ctl, "full snapshot into a new directory: kvmm snapshot NAME DIR" },
+	{ "snapshot", cmd_ctl, "full snapshot: kvmm snapshot NAME DIR [--disks internal|overlay|none]" },
 	{ "stop", cmd_ctl, "stop a VM at once (kvmm exits 0)" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "list the commands" },

@@ -367,6 +367,53 @@ static void blk_drain(void *priv)
 	image_aio_drain(b->img);
 }
 
+/*
+ * Point the device at another image (snapshot overlays). The VM is paused and
+ * the device drained, so no request is in flight; on failure the old image
+ * stays in use.
+ */
+int virtio_blk_switch_image(struct virtio_dev *vd, const char *path, struct err *e)
+{
+	struct image_open_opts io = { .format = IMAGE_FMT_AUTO };
+	struct virtio_blk *b = vd->priv;
+	struct image *img;
+	int r;
+
+	image_aio_drain(b->img);
+	io.read_only = b->read_only;
+	r = image_open(path, &io, &img, e);
+	if (r)
+		return r;
+	if (image_size(img) != image_size(b->img)) {
+		image_close(img);
+		return err_set(e, EINVAL, "%s: size differs from the disk it replaces", path);
+	}
+	r = image_aio_start(img, e);
+	if (r) {
+		image_close(img);
+		return r;
+	}
+	if (vd->ctx.watch_fd) {
+		r = vd->ctx.watch_fd(vd->ctx.irq_opaque, image_aio_fd(img), blk_aio_cb, b);
+		if (r) {
+			image_close(img);
+			return err_set(e, -r, "%s: cannot watch its completions", path);
+		}
+	}
+	pthread_mutex_lock(&vd->lock);
+	if (vd->ctx.unwatch_fd)
+		vd->ctx.unwatch_fd(vd->ctx.irq_opaque, image_aio_fd(b->img));
+	image_close(b->img);
+	b->img = img;
+	pthread_mutex_unlock(&vd->lock);
+	return 0;
+}
+
+struct image *virtio_blk_image(struct virtio_dev *vd)
+{
+	return ((struct virtio_blk *)vd->priv)->img;
+}
+
 static void blk_destroy(void *priv)
 {
 	struct virtio_blk *b = priv;

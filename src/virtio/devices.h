@@ -21,9 +21,16 @@ struct blk_opts {
 	const char *serial;
 	bool read_only;
 	unsigned queues;
+	/* Set in a snapshot's configuration: how this disk's state was captured. */
+	const char *snap_mode; /* NULL/"none", "internal", "overlay" */
+	const char *snap_name; /* internal snapshot name */
 };
 int virtio_blk_create(const struct dev_ctx *ctx, const struct blk_opts *o,
 		      struct virtio_dev **out, struct err *e);
+/* Switch a paused, drained virtio-blk to another image of the same size. */
+int virtio_blk_switch_image(struct virtio_dev *vd, const char *path, struct err *e);
+struct image;
+struct image *virtio_blk_image(struct virtio_dev *vd);
 
 /* --net tap=NAME[,mac=52:54:00:xx:xx:xx][,vhost=on|off|auto] or fd=N instead of tap=NAME */
 enum net_vhost { NET_VHOST_AUTO, NET_VHOST_ON, NET_VHOST_OFF };

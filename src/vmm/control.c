@@ -356,7 +356,7 @@ static json_t *control_handle(struct control *c, json_t *req)
 		/* A consistent point: pause if needed, and leave the VM as it was. */
 		if (was_running)
 			vm_pause(c->vm);
-		r = vm_snapshot(c->vm, dir, &e);
+		r = vm_snapshot(c->vm, dir, json_string_value(json_object_get(req, "disks")), &e);
 		if (was_running)
 			vm_resume(c->vm);
 		if (r)

@@ -298,12 +298,14 @@ char *snap_config_json(const struct vm_config *cfg)
 	unsigned i;
 
 	for (i = 0; i < cfg->ndisks; i++)
-		json_array_append_new(disks, json_pack("{s:s, s:b, s:s?, s:s?, s:i}", "path",
-						       cfg->disks[i].path, "readonly",
+		json_array_append_new(disks, json_pack("{s:s, s:b, s:s?, s:s?, s:i, s:s?, s:s?}",
+						       "path", cfg->disks[i].path, "readonly",
 						       cfg->disks[i].read_only, "format",
 						       cfg->disks[i].format, "serial",
 						       cfg->disks[i].serial, "queues",
-						       (int)cfg->disks[i].queues));
+						       (int)cfg->disks[i].queues, "snapshot",
+						       cfg->disks[i].snap_mode, "snapshot_name",
+						       cfg->disks[i].snap_name));
 	root = json_pack("{s:s, s:i, s:i, s:I, s:o, s:b, s:s?, s:s?, s:s?}", "format",
 			 "kvmm-snapshot", "version", SNAP_VERSION, "cpus", (int)cfg->ncpus, "memory",
 			 (json_int_t)cfg->mem.size, "disks", disks, "rng", cfg->rng, "kernel",
@@ -387,6 +389,13 @@ static int snap_config_from_json(json_t *root, const char *dir, struct vm_config
 		b->format = keep(json_object_get(d, "format"));
 		b->serial = keep(json_object_get(d, "serial"));
 		b->read_only = json_is_true(json_object_get(d, "readonly"));
+		b->snap_mode = keep(json_object_get(d, "snapshot"));
+		b->snap_name = keep(json_object_get(d, "snapshot_name"));
+		if (b->snap_mode && strcmp(b->snap_mode, "none") && strcmp(b->snap_mode, "internal") &&
+		    strcmp(b->snap_mode, "overlay")) {
+			json_decref(root);
+			return err_set(e, EINVAL, "snapshot %s: vm.json: unknown disk snapshot mode", dir);
+		}
 		b->queues = q >= 1 && q <= 16 ? (unsigned)q : 1;
 		if (!b->path) {
 			json_decref(root);

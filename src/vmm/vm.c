@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arch/x86/acpi.h"
@@ -28,6 +29,8 @@
 #include "vmm/console.h"
 #include "vmm/control.h"
 #include "vmm/snapshot.h"
+#include "block/block.h"
+#include "block/qcow2.h"
 #include "kvm/state.h"
 #include "kvm/stats.h"
 
@@ -612,6 +615,55 @@ static int vm_setup_vcpus(struct vm *vm, struct err *e)
 }
 
 
+/*
+ * A restored VM's disks, as the snapshot captured them: an internal snapshot is
+ * applied to its qcow2 disk; a frozen disk gets a fresh overlay for this VM in
+ * DIR/overlays, so every restore of one snapshot writes its own file.
+ */
+static int vm_restore_disks(struct vm *vm, struct err *e)
+{
+	unsigned i;
+	int r;
+
+	for (i = 0; i < vm->cfg.ndisks; i++) {
+		struct blk_opts *d = &vm->cfg.disks[i];
+
+		if (!d->snap_mode || !strcmp(d->snap_mode, "none"))
+			continue;
+		if (!strcmp(d->snap_mode, "internal")) {
+			struct image_open_opts io = { .format = IMAGE_FMT_QCOW2 };
+			struct image *img;
+
+			r = image_open(d->path, &io, &img, e);
+			if (!r) {
+				r = qcow2_snapshot_apply(img, d->snap_name ? d->snap_name : "", e);
+				image_close(img);
+			}
+			if (r)
+				return err_prefix(e, r, "restore: disk %s", d->path);
+			continue;
+		}
+		{
+			struct image_create_opts co = { .format = IMAGE_FMT_QCOW2, .backing = d->path };
+			char dir[4096], path[4200];
+
+			image_format_parse(d->format ? d->format : "raw", &co.backing_format);
+			snprintf(dir, sizeof(dir), "%s/overlays", vm->cfg.restore_dir);
+			if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+				return err_set(e, errno, "%s: %s", dir, strerror(errno));
+			snprintf(path, sizeof(path), "%s/disk%u-%d-%llu.qcow2", dir, i, (int)getpid(),
+				 (unsigned long long)time_ns());
+			r = image_create(path, &co, e);
+			if (r)
+				return err_prefix(e, r, "restore: overlay for disk %s", d->path);
+			d->path = strdup(path);
+			d->format = "qcow2";
+			d->snap_mode = NULL;
+		}
+	}
+	return 0;
+}
+
 struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 {
 	struct snap_state snap = { 0 };
@@ -690,6 +742,8 @@ struct vm *vm_create(const struct vm_config *cfg, struct err *e)
 			goto fail;
 		}
 	}
+	if (cfg->restore_dir && vm_restore_disks(vm, e))
+		goto fail;
 	if (vm_setup_devices(vm, e))
 		goto fail;
 	if (cfg->incoming) {
@@ -1092,16 +1146,96 @@ out:
 	return r;
 }
 
-int vm_snapshot(struct vm *vm, const char *dir, struct err *e)
+/* Capture disk i at this instant per mode; fills the snapshot's copy of its options. */
+static int vm_snapshot_disk(struct vm *vm, unsigned i, const char *dir, const char *mode,
+			    struct blk_opts *rec, struct err *e)
 {
-	struct sbuf secs = { 0 };
-	char *json = NULL;
+	struct virtio_dev *vd = vm->virtio[i]; /* disks come first in vm->virtio */
+	struct image *img = virtio_blk_image(vd);
+	const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	char name[128], path[4096];
 	int r;
 
+	*rec = vm->cfg.disks[i];
+	rec->snap_mode = "none";
+	rec->snap_name = NULL;
+	if (vm->cfg.disks[i].read_only)
+		return 0; /* a read-only disk does not change: nothing to capture */
+	if (!mode)
+		mode = img->format == IMAGE_FMT_QCOW2 ? "internal" : "none";
+	if (!strcmp(mode, "none")) {
+		log_warn("snapshot: disk %s is not captured (shared storage assumed)", rec->path);
+		return 0;
+	}
+	if (!strcmp(mode, "internal")) {
+		if (img->format != IMAGE_FMT_QCOW2)
+			return err_set(e, EINVAL, "disk %s is raw: internal snapshots need qcow2 "
+				       "(use --disks overlay)", rec->path);
+		snprintf(name, sizeof(name), "kvmm-%.100s", base);
+		r = qcow2_snapshot_create(img, name, e);
+		if (r)
+			return err_prefix(e, r, "disk %s", rec->path);
+		rec->snap_mode = "internal";
+		rec->snap_name = strdup(name);
+		return 0;
+	}
+	/* overlay: the current file is frozen for the snapshot; the VM writes on in a new file. */
+	{
+		struct image_create_opts co = {
+			.format = IMAGE_FMT_QCOW2,
+			.backing = rec->path,
+			.backing_format = img->format,
+		};
+		char *abs = realpath(rec->path, NULL);
+
+		if (!abs)
+			return err_set(e, errno, "disk %s: %s", rec->path, strerror(errno));
+		co.backing = abs;
+		snprintf(path, sizeof(path), "%s.after-%.100s.qcow2", abs, base);
+		r = image_create(path, &co, e);
+		if (!r)
+			r = virtio_blk_switch_image(vd, path, e);
+		if (r) {
+			unlink(path);
+			free(abs);
+			return err_prefix(e, r, "disk %s: overlay", rec->path);
+		}
+		log_info("snapshot: disk %s frozen; the VM now writes to %s", abs, path);
+		rec->path = abs;
+		rec->format = "raw";
+		if (img->format == IMAGE_FMT_QCOW2)
+			rec->format = "qcow2";
+		rec->snap_mode = "overlay";
+		vm->cfg.disks[i].path = strdup(path);
+		vm->cfg.disks[i].format = "qcow2";
+		return 0;
+	}
+}
+
+int vm_snapshot(struct vm *vm, const char *dir, const char *disk_mode, struct err *e)
+{
+	struct vm_config rec_cfg;
+	struct sbuf secs = { 0 };
+	char *json = NULL;
+	unsigned i;
+	int r;
+
+	if (disk_mode && strcmp(disk_mode, "internal") && strcmp(disk_mode, "overlay") &&
+	    strcmp(disk_mode, "none"))
+		return err_set(e, EINVAL, "disk mode '%s': use internal, overlay or none", disk_mode);
+	if (access(dir, F_OK) == 0)
+		return err_set(e, EEXIST, "snapshot %s already exists", dir);
 	r = vm_save_sections(vm, &secs, e);
 	if (r)
 		goto out;
-	json = snap_config_json(&vm->cfg);
+	/* Disks at the same instant as the state (paused, drained). */
+	rec_cfg = vm->cfg;
+	for (i = 0; i < vm->cfg.ndisks; i++) {
+		r = vm_snapshot_disk(vm, i, dir, disk_mode, &rec_cfg.disks[i], e);
+		if (r)
+			goto out;
+	}
+	json = snap_config_json(&rec_cfg);
 	if (!json) {
 		r = err_set(e, ENOMEM, "out of memory");
 		goto out;

@@ -99,8 +99,13 @@ unsigned vm_ndevices(const struct vm *vm);
 const char *vm_device_name(const struct vm *vm, unsigned i);
 int vm_device_stats(struct vm *vm, unsigned i, uint64_t out[6]);
 uint64_t vm_uptime_ms(const struct vm *vm);
-/* Write a full snapshot of a paused VM into dir (must not exist). */
-int vm_snapshot(struct vm *vm, const char *dir, struct err *e);
+/*
+ * Write a full snapshot of a paused VM into dir (must not exist). Disks:
+ * "internal" (qcow2 internal snapshot; the default for qcow2 disks), "overlay"
+ * (the disk is frozen and the VM goes on in a new qcow2 overlay), "none"
+ * (shared storage: disk contents not captured; the default for raw disks).
+ */
+int vm_snapshot(struct vm *vm, const char *dir, const char *disk_mode, struct err *e);
 
 /* --- State sections and live migration (src/migrate) --- */
 struct sbuf;

@@ -169,7 +169,7 @@ static void *migrate_thread(void *arg)
 	size_t words = (size_t)((npages + 63) / 64);
 	uint64_t *bm = calloc(words, sizeof(uint64_t));
 	struct sbuf secs = { 0 }, all = { 0 };
-	char why[300] = "";
+	char why[600] = "";
 	struct err e = { "" };
 	bool paused = false, logging = false;
 	char *json = NULL;

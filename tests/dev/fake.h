@@ -11,6 +11,8 @@
 
 #define FAKE_GSIS 24
 
+struct fake_ext;
+
 struct fake {
 	struct dev_ctx ctx;
 	bool level[FAKE_GSIS];     /* current level of each line */
@@ -18,6 +20,7 @@ struct fake {
 	unsigned sets[FAKE_GSIS];   /* irq_set calls */
 	unsigned requests[2];       /* VM_REQ_POWEROFF, VM_REQ_RESET */
 	int out_rd;                 /* read end of the console output pipe, -1 if none */
+	struct fake_ext *ext;       /* fake_mem/fake_loop/fake_msi state, NULL until used */
 };
 
 /*
@@ -47,5 +50,54 @@ size_t fake_output(struct fake *f, uint8_t *buf, size_t cap);
 
 /* Create a device on the fake; fails the test on error. */
 void *fake_create(struct fake *f, const struct dev_desc *d);
+
+/*
+ * Helpers for PCI/virtio device tests. Each sets up its part on first use
+ * (f->ext); fake_ext_fini releases all of them (call it before fake_fini).
+ */
+
+/* Guest RAM: a calloc'ed struct guest_mem (fd -1, [0, size) only) set as ctx.gm. */
+int fake_mem_init(struct fake *f, uint64_t size);
+/* Host pointer for [gpa, gpa+len) of that RAM; fails the test outside it. */
+void *fake_gpa(struct fake *f, uint64_t gpa, uint64_t len);
+
+/* An MMIO access through ctx.mmio, as a vCPU exit would do it (little-endian). */
+uint64_t fake_mmio_read(struct fake *f, uint64_t addr, unsigned len);
+void fake_mmio_write(struct fake *f, uint64_t addr, unsigned len, uint64_t v);
+/* Whether a device claims an MMIO read at addr. */
+bool fake_mmio_claimed(struct fake *f, uint64_t addr, unsigned len);
+
+/*
+ * The VM's event loop, faked: sets ctx.watch_fd/unwatch_fd; fake_pump waits up
+ * to timeout_ms for a watched fd to become readable and runs the callbacks of
+ * every readable one; returns the callbacks run.
+ */
+void fake_loop(struct fake *f);
+unsigned fake_pump(struct fake *f, int timeout_ms);
+
+/*
+ * MSI routing and irqfds, faked: sets ctx.msi_route/irqfd. GSIs are handed out
+ * from FAKE_GSIS. fake_msi_fired reads (and accumulates) the irqfd counter of
+ * gsi: the interrupts injected through it so far.
+ */
+#define FAKE_MSI_MAX 32
+void fake_msi(struct fake *f);
+struct fake_msi_route {
+	bool used;
+	uint64_t addr;
+	uint32_t data;
+	unsigned routes; /* msi_route calls for this GSI */
+	int irqfd;       /* -1 when none is attached */
+	uint64_t fired;
+};
+/* The route of an MSI GSI (NULL when never allocated). */
+const struct fake_msi_route *fake_msi_get(struct fake *f, int gsi);
+/* The GSI routed to addr/data, or -1. */
+int fake_msi_find(struct fake *f, uint64_t addr, uint32_t data);
+uint64_t fake_msi_fired(struct fake *f, int gsi);
+/* msi_route calls so far (all GSIs). */
+unsigned fake_msi_calls(struct fake *f);
+
+void fake_ext_fini(struct fake *f);
 
 #endif

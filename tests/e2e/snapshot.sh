@@ -90,7 +90,7 @@ wait_above() {
 }
 # vm_reap TAG: wait for an exited VM; status in $rc.
 vm_reap() {
-	wait "${PIDS[$1]}"
+	wait "${PIDS[$1]}" 2>/dev/null
 	rc=$?
 	unset "PIDS[$1]"
 }

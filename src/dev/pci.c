@@ -123,7 +123,9 @@ static void pci_dev_write(struct pci_host *h, struct pci_device *d, unsigned reg
 			m = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
 			bars = true;
 		} else if (off == PCI_COMMAND + 1) {
+			/* INTx disable: the device re-evaluates its interrupt line. */
 			m = PCI_COMMAND_INTX_DISABLE >> 8;
+			other = true;
 		} else if (off == PCI_INTERRUPT_LINE) {
 			m = 0xff;
 		} else {

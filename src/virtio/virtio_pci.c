@@ -558,6 +558,8 @@ static void vp_cfg_written(void *opaque, unsigned off, unsigned len)
 		intx_update(vp);
 		msix_flush_pending(vp);
 	}
+	if (off <= PCI_COMMAND + 1 && off + len > PCI_COMMAND + 1)
+		intx_update(vp); /* INTx disable toggled */
 	if (off < CAP_PCICFG + 20 && off + len > CAP_PCICFG + 16 && pcicfg_target(vp, &o, &l))
 		bar_access(vp, o, &vp->pci.cfg[CAP_PCICFG + 16], l, true);
 	pthread_mutex_unlock(&vp->vd.lock);

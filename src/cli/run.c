@@ -38,7 +38,8 @@ static const char run_usage[] =
 	"  --reboot ACTION      on guest reset: restart (default) or exit (status 4)\n"
 	"  --boot PROTOCOL      auto (default), linux64, pvh\n"
 	"  --decompress         decompress a bzImage on the host and boot the ELF inside\n"
-	"  --hugepages KIND     none (default), thp, hugetlbfs\n"
+	"  --hugepages KIND     auto (default: transparent huge pages when the host\n"
+	"                       offers them), none, thp, hugetlbfs\n"
 	"  --ksm                let KSM merge guest pages (MADV_MERGEABLE)\n"
 	"  --prefault           populate guest RAM up front\n"
 	"  --cpu-features LIST  e.g. -avx512f,+x2apic\n"
@@ -397,14 +398,16 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 			break;
 		case OPT_DECOMPRESS: cfg->boot.decompress = true; break;
 		case OPT_HUGE:
-			if (!strcmp(optarg, "none"))
+			if (!strcmp(optarg, "auto"))
+				cfg->mem.huge = MEM_HUGE_AUTO;
+			else if (!strcmp(optarg, "none"))
 				cfg->mem.huge = MEM_HUGE_NONE;
 			else if (!strcmp(optarg, "thp"))
 				cfg->mem.huge = MEM_HUGE_THP;
 			else if (!strcmp(optarg, "hugetlbfs"))
 				cfg->mem.huge = MEM_HUGE_HUGETLBFS;
 			else
-				return usage_error("--hugepages '%s': use none, thp or hugetlbfs",
+				return usage_error("--hugepages '%s': use auto, none, thp or hugetlbfs",
 						   optarg);
 			break;
 		case OPT_KSM: cfg->mem.merge = true; break;

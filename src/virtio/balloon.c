@@ -81,7 +81,9 @@ static void balloon_discard(struct balloon *b, uint8_t *host, uint64_t len)
 	end &= ~(uintptr_t)(ps - 1);
 	if (end <= start)
 		return;
-	if (madvise((void *)start, end - start, MADV_REMOVE) == 0)
+	/* A memfd is punched (MADV_REMOVE); anonymous or snapshot-mapped RAM is dropped. */
+	if (madvise((void *)start, end - start, MADV_REMOVE) == 0 ||
+	    madvise((void *)start, end - start, MADV_DONTNEED) == 0)
 		b->discarded_pages += (end - start) / BALLOON_PAGE;
 	else
 		b->vd->stats.errors++;

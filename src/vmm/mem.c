@@ -3,6 +3,7 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <sys/uio.h>
 #include <fcntl.h>
@@ -19,11 +20,48 @@
 
 #define HUGE_2M (2 * MiB)
 
+/* True when the named THP knob in sysfs selects one of the values that allow madvise. */
+static bool thp_mode_allows(const char *knob)
+{
+	char path[128], buf[256];
+	FILE *f;
+	bool ok = false;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/transparent_hugepage/%s", knob);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f))
+		ok = strstr(buf, "[always]") || strstr(buf, "[madvise]") || strstr(buf, "[advise]") ||
+		     strstr(buf, "[within_size]") || strstr(buf, "[force]");
+	fclose(f);
+	return ok;
+}
+
+/* Reserve address space aligned to 2 MiB so guest-physical 2 MiB pages map host huge pages. */
+static void *reserve_aligned(size_t len)
+{
+	size_t total = len + HUGE_2M;
+	uint8_t *p = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	uintptr_t a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = ALIGN_UP((uintptr_t)p, HUGE_2M);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	if ((uintptr_t)p + total > a + len)
+		munmap((void *)(a + len), (uintptr_t)p + total - (a + len));
+	return (void *)a;
+}
+
 int mem_create(struct guest_mem *gm, const struct mem_opts *o, struct err *e)
 {
 	unsigned int mfd_flags = MFD_CLOEXEC;
-	int mmap_flags = MAP_SHARED;
-	void *p;
+	int mmap_flags = MAP_SHARED | MAP_FIXED;
+	bool thp = false;
+	void *p, *want;
 	int ret;
 
 	memset(gm, 0, sizeof(*gm));
@@ -36,13 +74,44 @@ int mem_create(struct guest_mem *gm, const struct mem_opts *o, struct err *e)
 	if (o->size == 0 || o->size % gm->page_size)
 		return err_set(e, EINVAL, "memory size %llu is not a multiple of %llu bytes",
 			       (unsigned long long)o->size, (unsigned long long)gm->page_size);
+	gm->map_len = ALIGN_UP(o->size, HUGE_2M);
+	if (o->huge == MEM_HUGE_AUTO || o->huge == MEM_HUGE_THP) {
+		thp = true;
+		/* shmem THP is off on most hosts; anonymous THP usually is not. */
+		if (!thp_mode_allows("shmem_enabled")) {
+			gm->anon = thp_mode_allows("enabled");
+			if (!gm->anon) {
+				thp = false;
+				if (o->huge == MEM_HUGE_THP)
+					log_warn("transparent huge pages are disabled on this host");
+			}
+		}
+	}
 
+	want = reserve_aligned(gm->map_len);
+	if (!want)
+		return err_set(e, ENOMEM, "cannot reserve %llu MiB of address space for guest RAM",
+			       (unsigned long long)(o->size / MiB));
+	if (gm->anon) {
+		p = mmap(want, gm->map_len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE |
+				 (o->prefault ? MAP_POPULATE : 0), -1, 0);
+		if (p == MAP_FAILED) {
+			ret = err_set(e, errno, "cannot map %llu MiB of guest RAM: %s",
+				      (unsigned long long)(o->size / MiB), strerror(errno));
+			munmap(want, gm->map_len);
+			return ret;
+		}
+		goto mapped;
+	}
 	gm->fd = memfd_create("kvmm-guest-ram", mfd_flags);
-	if (gm->fd < 0)
-		return err_set(e, errno, "memfd_create for guest RAM%s: %s",
-			       o->huge == MEM_HUGE_HUGETLBFS ? " (hugetlbfs)" : "",
-			       strerror(errno));
-	if (ftruncate(gm->fd, (off_t)o->size) < 0) {
+	if (gm->fd < 0) {
+		ret = err_set(e, errno, "memfd_create for guest RAM%s: %s",
+			      o->huge == MEM_HUGE_HUGETLBFS ? " (hugetlbfs)" : "", strerror(errno));
+		munmap(want, gm->map_len);
+		return ret;
+	}
+	if (ftruncate(gm->fd, (off_t)gm->map_len) < 0) {
 		ret = err_set(e, errno, "cannot size guest RAM to %llu MiB: %s",
 			      (unsigned long long)(o->size / MiB), strerror(errno));
 		goto fail;
@@ -55,7 +124,7 @@ int mem_create(struct guest_mem *gm, const struct mem_opts *o, struct err *e)
 	 */
 	if (o->huge != MEM_HUGE_HUGETLBFS)
 		mmap_flags |= MAP_NORESERVE;
-	p = mmap(NULL, o->size, PROT_READ | PROT_WRITE, mmap_flags, gm->fd, 0);
+	p = mmap(want, gm->map_len, PROT_READ | PROT_WRITE, mmap_flags, gm->fd, 0);
 	if (p == MAP_FAILED) {
 		ret = err_set(e, errno, "cannot map %llu MiB of guest RAM%s: %s",
 			      (unsigned long long)(o->size / MiB),
@@ -63,20 +132,22 @@ int mem_create(struct guest_mem *gm, const struct mem_opts *o, struct err *e)
 			      strerror(errno));
 		goto fail;
 	}
+mapped:
 	gm->host = p;
 	gm->size = o->size;
 	gm->low_size = MIN(o->size, X86_MEM_HOLE_START);
 	gm->high_size = o->size - gm->low_size;
 
 	/* Advice failures are not fatal: the guest runs, only less well. */
-	if (o->huge == MEM_HUGE_THP && madvise(p, o->size, MADV_HUGEPAGE) < 0)
+	if (thp && madvise(p, gm->map_len, MADV_HUGEPAGE) < 0)
 		log_warn("transparent huge pages unavailable: %s", strerror(errno));
-	if (o->merge && madvise(p, o->size, MADV_MERGEABLE) < 0)
+	if (o->merge && madvise(p, gm->map_len, MADV_MERGEABLE) < 0)
 		log_warn("KSM (MADV_MERGEABLE) unavailable: %s", strerror(errno));
 	/* Guest RAM never belongs in a core dump of the VMM. */
-	madvise(p, o->size, MADV_DONTDUMP);
+	madvise(p, gm->map_len, MADV_DONTDUMP);
 	return 0;
 fail:
+	munmap(want, gm->map_len);
 	close(gm->fd);
 	gm->fd = -1;
 	return ret;
@@ -118,7 +189,7 @@ int mem_create_from_file(struct guest_mem *gm, const char *path, uint64_t size, 
 void mem_destroy(struct guest_mem *gm)
 {
 	if (gm->host)
-		munmap(gm->host, gm->size);
+		munmap(gm->host, gm->map_len ? gm->map_len : gm->size);
 	if (gm->fd >= 0)
 		close(gm->fd);
 	gm->host = NULL;

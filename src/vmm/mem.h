@@ -9,7 +9,13 @@
 
 struct err;
 
-enum mem_hugepages { MEM_HUGE_NONE, MEM_HUGE_THP, MEM_HUGE_HUGETLBFS };
+/*
+ * AUTO (default): transparent huge pages when the host offers them: the memfd
+ * when shmem THP is enabled, else anonymous memory (THP for anonymous memory is
+ * on by default on most hosts). NONE: memfd, small pages. THP: like AUTO, and a
+ * warning when the host has THP off. HUGETLBFS: reserved 2 MiB pages.
+ */
+enum mem_hugepages { MEM_HUGE_AUTO, MEM_HUGE_NONE, MEM_HUGE_THP, MEM_HUGE_HUGETLBFS };
 
 struct mem_opts {
 	uint64_t size; /* bytes of RAM, multiple of 4 KiB (2 MiB with hugetlbfs) */
@@ -30,6 +36,8 @@ struct guest_mem {
 	uint64_t low_size;
 	uint64_t high_size;
 	uint64_t page_size;
+	bool anon;       /* anonymous private memory (fd is -1): no shared backing file */
+	size_t map_len;  /* length of the host mapping (RAM rounded up to 2 MiB) */
 	/*
 	 * While a migration runs: one bit per 4 KiB of host RAM offset, set by
 	 * devices that write guest memory (KVM logs only the vCPUs' writes).

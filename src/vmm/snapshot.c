@@ -250,7 +250,9 @@ int snap_parse_state(uint8_t *buf, size_t len, struct snap_state *st, struct err
 		}
 		memcpy(&sh, st->buf + off, sizeof(sh));
 		if (sh.type == SNAP_SEC_END) {
-			if (sh.crc != (uint32_t)crc32(0, st->buf, (uInt)off) ||
+			/* The END header's own fields are fixed: any other value is damage. */
+			if (sh.index || sh.len || sh.reserved ||
+			    sh.crc != (uint32_t)crc32(0, st->buf, (uInt)off) ||
 			    off + sizeof(sh) != st->len || i + 1 != h.nsections) {
 				r = err_set(e, EINVAL, "damaged (checksum mismatch)");
 				goto fail;
@@ -259,7 +261,7 @@ int snap_parse_state(uint8_t *buf, size_t len, struct snap_state *st, struct err
 			return 0;
 		}
 		off += sizeof(sh);
-		if (!range_ok(off, sh.len, st->len) ||
+		if (sh.reserved || !range_ok(off, sh.len, st->len) ||
 		    sh.crc != (uint32_t)crc32(0, st->buf + off, (uInt)sh.len)) {
 			r = err_set(e, EINVAL, "damaged (section %u)", i);
 			goto fail;

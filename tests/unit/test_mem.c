@@ -24,13 +24,29 @@ const char *__ubsan_default_options(void)
 
 static void make(struct guest_mem *gm, uint64_t size)
 {
-	struct mem_opts o = { .size = size };
+	/* The memfd backing (none): these tests read RAM back through the fd. */
+	struct mem_opts o = { .size = size, .huge = MEM_HUGE_NONE };
 	struct err e = { { 0 } };
 	int r = mem_create(gm, &o, &e);
 
 	if (r)
 		print_error("mem_create(%llu): %s\n", (unsigned long long)size, e.msg);
 	assert_int_equal(r, 0);
+}
+
+/* The default (auto): 2 MiB-aligned host RAM so guest huge pages can be host huge pages. */
+static void test_auto_aligned(void **state)
+{
+	struct mem_opts o = { .size = 6 * MiB };
+	struct guest_mem gm;
+	struct err e;
+
+	assert_int_equal(mem_create(&gm, &o, &e), 0);
+	assert_int_equal((uintptr_t)gm.host % (2 * MiB), 0);
+	assert_true(gm.anon ? gm.fd == -1 : gm.fd >= 0);
+	assert_int_equal(gm_write(&gm, 6 * MiB - 1, "x", 1), 0);
+	assert_null(gm_ptr(&gm, 6 * MiB, 1));
+	mem_destroy(&gm);
 }
 
 static void test_create_small(void **state)
@@ -273,6 +289,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_small),
+		cmocka_unit_test(test_auto_aligned),
 		cmocka_unit_test(test_create_one_page),
 		cmocka_unit_test(test_create_options),
 		cmocka_unit_test(test_create_bad_sizes),

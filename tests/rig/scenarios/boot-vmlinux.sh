@@ -1,0 +1,13 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Linux from its ELF vmlinux (PVH entry note) reaches /init and powers off: kvmm exits 0.
+# rig-timeout: 180
+. "$RIG_HOME/scenario-lib.sh"
+rig_need_kvmm
+[ -f "$RIG_VMLINUX" ] || rig_fail "no vmlinux at $RIG_VMLINUX"
+
+rig_kvmm guest 170 run --kernel "$RIG_VMLINUX" --initrd "$RIG_INITRD" \
+	--cmdline "$RIG_GUEST_CMDLINE kvmm.test=poweroff" --cpus 1 --memory 512M --console stdio
+rig_show guest
+rig_expect_boot guest 0
+rig_pass "vmlinux booted to /init and powered off in ${KVMM_SECS}s"

@@ -1,0 +1,33 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Live-migrate a running Linux guest (virtio-blk attached) between two kvmm processes:
+# the counter goes on at the destination and the source exits 0.
+# rig-timeout: 300
+. "$RIG_HOME/scenario-lib.sh"
+rig_need_kvmm
+export KVMM_RUNTIME_DIR=$RIG_TMP/run
+disk=$RIG_TMP/disk.raw
+dd if=/dev/zero of="$disk" bs=1M count=16 2>/dev/null
+rig_kvmm_start dst 250 run --incoming tcp:127.0.0.1:4477 --name dst --console stdio
+dst_pid=$KVMM_PID
+rig_kvmm_start src 250 run --kernel "$RIG_BZIMAGE" --initrd "$RIG_INITRD" --memory 512M \
+	--cmdline "$RIG_GUEST_CMDLINE kvmm.modules=virtio_ring,virtio,virtio_pci_modern_dev,virtio_pci_legacy_dev,virtio_pci,virtio_blk kvmm.test=count" \
+	--disk path="$disk" --name src --console stdio
+src_pid=$KVMM_PID
+rig_wait_console src '@@GUEST count 5' 1 150 || { rig_show src; rig_fail "the guest never counted to 5"; }
+"$RIG_KVMM" migrate src tcp:127.0.0.1:4477 --wait >"$RIG_TMP/migrate.log" 2>&1
+mrc=$?
+cat "$RIG_TMP/migrate.log"
+wait "$src_pid"; src_rc=$?
+last=$(grep -a -o '@@GUEST count [0-9]*' "$RIG_TMP/src.console" | tail -n1 | awk '{print $3}')
+KVMM_PID=$dst_pid
+rig_wait_console dst '@@GUEST count' 3 60 || { cat "$RIG_TMP/dst.log"; rig_fail "the migrated guest does not count"; }
+first=$(grep -a -o '@@GUEST count [0-9]*' "$RIG_TMP/dst.console" | head -n1 | awk '{print $3}')
+"$RIG_KVMM" stop dst
+wait "$dst_pid"
+echo "source exit $src_rc, last source count $last, first destination count $first"
+[ "$mrc" = 0 ] || rig_fail "kvmm migrate failed"
+[ "$src_rc" = 0 ] || rig_fail "the source exited $src_rc"
+[ -n "$first" ] && [ "$first" -gt "$last" ] ||
+	rig_fail "counter did not continue (source $last, destination $first)"
+rig_pass "migrated: source stopped at $last, destination went on at $first"

@@ -45,6 +45,13 @@ struct net_opts {
 };
 int virtio_net_create(const struct dev_ctx *ctx, const struct net_opts *o,
 		      struct virtio_dev **out, struct err *e);
+/*
+ * Let vhost-net serve a virtio-net device's queues (the default) or not: kvmm
+ * serves them meanwhile. vhost's writes to guest RAM are not in the VMM's
+ * dirty tracking, so a live migration holds vhost off while it runs (vhost is
+ * also not started while tracking is on). Takes vd->lock.
+ */
+void virtio_net_allow_vhost(struct virtio_dev *vd, bool allow);
 
 
 /* --virtio-console: port 0 on ctx->console_out_fd; host input arrives through receive. */

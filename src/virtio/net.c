@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -87,6 +88,7 @@ struct virtio_net {
 	enum net_vhost vhost_mode;
 	struct vhost vhost;
 	bool vhost_running;
+	bool vhost_held; /* virtio_net_allow_vhost(false): kvmm serves the queues meanwhile */
 	bool vring_started[2];
 	struct net_counters c;
 	/* A frame read from the tap and not yet delivered (rx_len 0: none). */
@@ -201,6 +203,8 @@ static enum rx_result rx_deliver(struct virtio_net *n, struct virtio_dev *vd)
 			return RX_DROP;
 		}
 		iov_from_buf(e->iov + e->out_num, e->in_num, 0, n->rxbuf + off, chunk);
+		/* A live migration must resend what we wrote (KVM logs only the vCPUs' writes). */
+		gm_mark_dirty_iov(vd->ctx.gm, e->iov + e->out_num, e->in_num);
 		n->rx_heads[nbufs] = e->head;
 		n->rx_lens[nbufs] = (uint32_t)chunk;
 		nbufs++;
@@ -389,6 +393,8 @@ static void vhost_stop(struct virtio_net *n, struct virtio_dev *vd, bool sync)
 	bool was_running = n->vhost_running && sync;
 	unsigned q;
 
+	if (n->vhost_running)
+		log_info("virtio-net: %s: queues back in kvmm", n->tap.ifname);
 	n->vhost_running = false;
 	for (q = 0; q < 2; q++) {
 		uint16_t base;
@@ -420,7 +426,8 @@ static bool vhost_start(struct virtio_net *n, struct virtio_dev *vd)
 	unsigned q;
 	int nr, r = 0;
 
-	if (n->vhost.fd < 0)
+	/* vhost's writes to guest RAM escape the VMM's dirty tracking (live migration). */
+	if (n->vhost.fd < 0 || n->vhost_held || atomic_load(&vd->ctx.gm->vmm_dirty))
 		return false;
 	if (want & ~n->vhost.features) {
 		log_warn("virtio-net: vhost-net lacks features 0x%llx; serving the queues in kvmm",
@@ -462,6 +469,7 @@ static bool vhost_start(struct virtio_net *n, struct virtio_dev *vd)
 		return false;
 	}
 	n->vhost_running = true;
+	log_info("virtio-net: %s: queues served by vhost-net", n->tap.ifname);
 	/* Buffers the driver posted before the hand-off: let the kernel look at the rings. */
 	for (q = 0; q < 2; q++) {
 		uint64_t one = 1;
@@ -473,6 +481,31 @@ static bool vhost_start(struct virtio_net *n, struct virtio_dev *vd)
 	return true;
 }
 
+void virtio_net_allow_vhost(struct virtio_dev *vd, bool allow)
+{
+	struct virtio_net *n = vd->priv;
+
+	pthread_mutex_lock(&vd->lock);
+	n->vhost_held = !allow;
+	if (!allow && n->vhost_running) {
+		vhost_stop(n, vd, true);
+		rx_arm(n, true);
+		rx_process(n, vd);
+		tx_process(n, vd);
+	} else if (allow && !n->vhost_running && n->vhost_mode != NET_VHOST_OFF &&
+		   (vd->status & VIRTIO_STATUS_DRIVER_OK) &&
+		   !(vd->status & VIRTIO_STATUS_NEEDS_RESET)) {
+		rx_arm(n, false);
+		if (vhost_start(n, vd)) {
+			n->rx_len = 0; /* a frame read but not delivered is lost, as on a wire */
+		} else {
+			rx_arm(n, true);
+			rx_process(n, vd);
+		}
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
 static void net_activate(void *priv, struct virtio_dev *vd)
 {
 	struct virtio_net *n = priv;
@@ -481,10 +514,8 @@ static void net_activate(void *priv, struct virtio_dev *vd)
 		log_warn("virtio-net: %s: cannot set offloads; the guest may see bad checksums",
 			 n->tap.ifname);
 	rx_arm(n, false);
-	if (n->vhost_mode != NET_VHOST_OFF && vhost_start(n, vd)) {
-		log_info("virtio-net: %s: queues served by vhost-net", n->tap.ifname);
+	if (n->vhost_mode != NET_VHOST_OFF && vhost_start(n, vd))
 		return;
-	}
 	rx_arm(n, true);
 	rx_process(n, vd);
 	tx_process(n, vd);

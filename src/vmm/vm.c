@@ -1319,6 +1319,16 @@ static int vm_set_dirty_logging(struct vm *vm, bool on)
 	return 0;
 }
 
+/* vhost-net writes guest RAM outside the dirty tracking: kvmm serves those queues meanwhile. */
+static void vm_hold_vhost(struct vm *vm, bool hold)
+{
+	unsigned i;
+
+	for (i = 0; i < vm->nvirtio; i++)
+		if (vm->virtio[i]->ops->device_id == 1)
+			virtio_net_allow_vhost(vm->virtio[i], !hold);
+}
+
 int vm_dirty_start(struct vm *vm, struct err *e)
 {
 	size_t words = (size_t)((vm->mem.size / 4096 + 63) / 64);
@@ -1332,9 +1342,11 @@ int vm_dirty_start(struct vm *vm, struct err *e)
 		return err_set(e, ENOMEM, "out of memory for the dirty bitmaps");
 	memset(vm->vmm_dirty_bits, 0, words * sizeof(uint64_t));
 	atomic_store(&vm->mem.vmm_dirty, vm->vmm_dirty_bits);
+	vm_hold_vhost(vm, true);
 	r = vm_set_dirty_logging(vm, true);
 	if (r) {
 		atomic_store(&vm->mem.vmm_dirty, NULL);
+		vm_hold_vhost(vm, false);
 		return err_set(e, -r, "cannot enable KVM dirty page logging: %s", strerror(-r));
 	}
 	return 0;
@@ -1369,6 +1381,7 @@ void vm_dirty_stop(struct vm *vm)
 	/* The bitmap stays allocated: a device may still hold the pointer. */
 	atomic_store(&vm->mem.vmm_dirty, NULL);
 	vm_set_dirty_logging(vm, false);
+	vm_hold_vhost(vm, false);
 }
 
 void vm_set_throttle(struct vm *vm, int pct)

@@ -736,10 +736,16 @@ void virtio_pci_destroy(struct virtio_dev *vd)
 	const struct dev_ctx *c = &vd->ctx;
 	unsigned q;
 
+	unsigned nq = vd->ops->nqueues; /* ops may live in priv, freed by destroy */
+
 	pci_remove_device(c->pci, &vp->pci);
-	for (q = 0; q < vd->ops->nqueues; q++) {
+	/* The device first: it may hand queues back from a backend through the transport. */
+	if (vd->ops->destroy)
+		vd->ops->destroy(vd->priv);
+	for (q = 0; q < nq; q++) {
 		if (vp->ext_kick_fd[q] >= 0)
 			close(vp->ext_kick_fd[q]);
+		vp->ext_kick_fd[q] = -1;
 		if (vp->kick_watched[q] && c->unwatch_fd)
 			c->unwatch_fd(c->irq_opaque, vp->kick_fd[q]);
 		if (vp->kick_fd[q] >= 0)
@@ -752,8 +758,6 @@ void virtio_pci_destroy(struct virtio_dev *vd)
 			close(vp->vec[q].efd);
 		}
 	}
-	if (vd->ops->destroy)
-		vd->ops->destroy(vd->priv);
 	pthread_mutex_destroy(&vd->lock);
 	/* vp is the first member of its struct virtio_pci_alloc. */
 	free(vp);

@@ -5,8 +5,12 @@
 # rig-timeout: 300
 . "$RIG_HOME/scenario-lib.sh"
 rig_need_kvmm
-export KVMM_RUNTIME_DIR=$RIG_TMP/run
-disk=$RIG_TMP/disk.raw
+data=/tmp/rig-data-migrate-linux
+rm -rf "$data" && mkdir -p "$data" || rig_fail "cannot create $data"
+export KVMM_RUNTIME_DIR=$data/run
+# The emulated host brings up no interfaces: migration goes over loopback.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
+disk=$data/disk.raw
 dd if=/dev/zero of="$disk" bs=1M count=16 2>/dev/null
 rig_kvmm_start dst 250 run --incoming tcp:127.0.0.1:4477 --name dst --console stdio
 dst_pid=$KVMM_PID

@@ -5,7 +5,9 @@
 # rig-timeout: 300
 . "$RIG_HOME/scenario-lib.sh"
 rig_need_kvmm
-disk=$RIG_TMP/disk.raw
+data=/tmp/rig-data-virtio-blk-ext4
+rm -rf "$data" && mkdir -p "$data" || rig_fail "cannot create $data"
+disk=$data/disk.raw
 dd if=/dev/zero of="$disk" bs=1M count=64 2>/dev/null || rig_fail "cannot create the disk"
 mods=virtio_ring,virtio,virtio_pci_modern_dev,virtio_pci_legacy_dev,virtio_pci,virtio_blk
 rig_kvmm boot1 140 run --kernel "$RIG_BZIMAGE" --initrd "$RIG_INITRD" --memory 512M \

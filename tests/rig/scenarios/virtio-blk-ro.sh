@@ -4,7 +4,9 @@
 # rig-timeout: 180
 . "$RIG_HOME/scenario-lib.sh"
 rig_need_kvmm
-disk=$RIG_TMP/disk.raw
+data=/tmp/rig-data-virtio-blk-ro
+rm -rf "$data" && mkdir -p "$data" || rig_fail "cannot create $data"
+disk=$data/disk.raw
 dd if=/dev/urandom of="$disk" bs=1M count=8 2>/dev/null || rig_fail "cannot create the disk"
 before=$(md5sum "$disk" | cut -c1-32)
 rig_kvmm guest 170 run --kernel "$RIG_BZIMAGE" --initrd "$RIG_INITRD" --memory 512M \

@@ -647,7 +647,8 @@ static int img_convert(int argc, char **argv)
 		}
 	}
 	blk = qcow2_of(out) ? qcow2_of(out)->cluster_size : 64 * KiB;
-	chunk = MAX(blk, 2 * MiB);
+	/* Compression works in big chunks: each one ends with a join of the compressing threads. */
+	chunk = MAX(blk, compress ? 32 * MiB : 2 * MiB);
 	buf = aligned_alloc(4096, chunk);
 	if (compress) {
 		zbuf = malloc(chunk);

@@ -102,10 +102,13 @@ static int send_pages(struct migration *m, const uint64_t *bm, uint64_t npages, 
 				r = -ECANCELED;
 			/* Bandwidth limit: never ahead of bytes/bandwidth seconds. */
 			if (!r && m->p.bandwidth) {
-				uint64_t due = t0 + bytes * 1000000000ULL / m->p.bandwidth, now = time_ns();
+				uint64_t due = t0 + bytes * 1000000000ULL / m->p.bandwidth, now;
 
-				if (due > now)
-					usleep((useconds_t)((due - now) / 1000));
+				/* Sleep in slices so throttled vCPUs keep being kicked. */
+				while ((now = time_ns()) < due) {
+					usleep((useconds_t)(MIN(due - now, THROTTLE_SLICE_NS) / 1000));
+					maybe_kick(m);
+				}
 			}
 			maybe_kick(m);
 		}
@@ -224,8 +227,17 @@ static void *migrate_thread(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		if (m->st.throughput && m->st.expected_downtime_ms <= m->p.downtime_ms)
 			break;
-		if (m->st.rounds >= m->p.max_rounds)
+		if (m->st.rounds >= m->p.max_rounds) {
+			/* Stop-and-copy anyway, but say that the limit will not hold. */
+			log_warn("migration: %u rounds without converging; expected downtime %llu ms "
+				 "exceeds the %llu ms limit", m->st.rounds,
+				 (unsigned long long)m->st.expected_downtime_ms,
+				 (unsigned long long)m->p.downtime_ms);
+			pthread_mutex_lock(&m->lock);
+			m->st.downtime_exceeded = true;
+			pthread_mutex_unlock(&m->lock);
 			break;
+		}
 		/* Not converging: slow the vCPUs down, more each round (auto-converge). */
 		if (m->p.auto_converge && m->st.rounds >= 2 && dirty * 10 >= prev_dirty * 9) {
 			pthread_mutex_lock(&m->lock);

@@ -28,6 +28,7 @@ struct migrate_status {
 	uint64_t pages_sent, bytes_sent, dirty_pages, dirty_rate; /* pages/s */
 	uint64_t expected_downtime_ms, downtime_ms, total_ms, throughput; /* bytes/s */
 	int throttle_pct;
+	bool downtime_exceeded; /* max_rounds reached before the dirty set fit the limit */
 };
 
 /* Source: start migrating vm in a thread; the VM keeps running; on success it stops. */

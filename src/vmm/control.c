@@ -221,14 +221,15 @@ static json_t *result_migrate_status(struct control *c)
 
 	if (c->mig)
 		migrate_get_status(c->mig, &st);
-	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "state",
+	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:b}", "state",
 			 migrate_state_name(st.state), "error", st.error, "rounds", (int)st.rounds,
 			 "pages_sent", (json_int_t)st.pages_sent, "bytes_sent",
 			 (json_int_t)st.bytes_sent, "dirty_pages", (json_int_t)st.dirty_pages,
 			 "dirty_rate", (json_int_t)st.dirty_rate, "expected_downtime_ms",
 			 (json_int_t)st.expected_downtime_ms, "downtime_ms",
 			 (json_int_t)st.downtime_ms, "total_ms", (json_int_t)st.total_ms,
-			 "throughput", (json_int_t)st.throughput, "throttle_pct", st.throttle_pct);
+			 "throughput", (json_int_t)st.throughput, "throttle_pct", st.throttle_pct,
+			 "downtime_exceeded", st.downtime_exceeded);
 }
 
 static json_t *start_migration(struct control *c, json_t *req)

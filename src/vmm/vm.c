@@ -379,15 +379,17 @@ static bool vcpu_handle_exit(struct vcpu *c)
 }
 
 /*
- * Auto-converge: sleep pct% of each 10 ms slice (the migration thread kicks
- * the vCPUs every slice so even a guest that never exits is slowed).
+ * Auto-converge: for each 10 ms slice the vCPU runs, it sleeps so that it
+ * runs only (100 - pct)% of the time: 10 ms * pct / (100 - pct). The
+ * migration thread kicks the vCPUs every slice so even a guest that never
+ * exits passes through here.
  */
 static void vcpu_throttle(struct vm *vm)
 {
 	int pct = atomic_load(&vm->throttle_pct);
 
 	if (pct > 0)
-		usleep((useconds_t)(pct * 100));
+		usleep((useconds_t)(10000ULL * (unsigned)pct / (unsigned)(100 - pct)));
 }
 
 /* Wait here while the VM is paused; the loop thread counts parked vCPUs. */

@@ -339,7 +339,7 @@ damaged)
 	vm_stop orig
 	len=$(stat -c %s "$tmp/snap/state.bin")
 	mk() { rm -rf "$tmp/bad" && cp -r --sparse=always "$tmp/snap" "$tmp/bad"; }
-	for off in 0 8 12 16 40 $((len / 2)) $((len - 9)) $((len - 1)); do
+	for off in 0 8 12 16 40 44 $((len / 2)) $((len - 9)) $((len - 1)); do
 		mk
 		flip "$tmp/bad/state.bin" $off
 		restore_refused "state.bin byte $off of $len flipped" "$tmp/bad"
@@ -430,6 +430,41 @@ disk)
 	# The disk is gone: the restore is refused, not started without it.
 	mv "$disk" "$disk.moved"
 	restore_refused "restore whose disk is missing" "$tmp/snap"
+
+	# qcow2, captured with the VM state (docs/snapshot-format.md, "Disks"): an internal
+	# snapshot (the default for qcow2), then an overlay whose restores are independent.
+	q="$tmp/disk.qcow2"
+	"$kvmm" img create -f qcow2 "$q" 4M >"$tmp/img.out" 2>&1 || fail "kvmm img create: $(cat "$tmp/img.out")"
+	vm_start q --kernel "$guest" --memory $MEM --name q --cmdline "$CMDLINE" --disk "path=$q"
+	wait_lines q 2 30
+	ctl_ok snapshot q "$tmp/qint"
+	"$kvmm" img snapshot -l "$q" >"$tmp/img.out" 2>&1 || fail "kvmm img snapshot -l: $(cat "$tmp/img.out")"
+	grep -q "kvmm-qint" "$tmp/img.out" || fail "no internal snapshot kvmm-qint in the disk: $(cat "$tmp/img.out")"
+	grep -q '"snapshot": "internal"' "$tmp/qint/vm.json" || fail "vm.json does not record the internal disk snapshot"
+	ctl_ok snapshot q "$tmp/qovl" --disks overlay
+	[ -f "$q.after-qovl.qcow2" ] || fail "no overlay $q.after-qovl.qcow2 after --disks overlay: $(ls "$tmp")"
+	[ "$(vm_state q)" = running ] || fail "the VM is not running after the overlay snapshot"
+	l=$(last_count q)
+	wait_above q $((l + EVERY)) 30
+	vm_stop q
+	for c in o1 o2; do
+		vm_start $c --restore "$tmp/qovl" --name $c
+	done
+	for c in o1 o2; do
+		wait_lines $c 2 30
+	done
+	[ "$(find "$tmp/qovl/overlays" -type f 2>/dev/null | wc -l)" -ge 2 ] ||
+		fail "two restores of the overlay snapshot: overlays $(ls -R "$tmp/qovl" 2>&1 | tr '\n' ' ')"
+	for c in o1 o2; do
+		vm_stop $c
+	done
+	vm_start qi --restore "$tmp/qint" --name qi
+	wait_lines qi 2 30
+	vm_stop qi
+	for f in "$q" "$q.after-qovl.qcow2"; do
+		"$kvmm" img check "$f" >"$tmp/img.out" 2>&1 || fail "kvmm img check $f: $(cat "$tmp/img.out")"
+	done
+	echo "  qcow2: internal snapshot and overlay snapshot restored; images check clean"
 	;;
 *)
 	echo "snapshot.sh: unknown case $case_name" >&2

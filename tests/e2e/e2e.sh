@@ -282,6 +282,26 @@ virtio-blk)
 	[ "$(wc -c <"$disk")" -eq 1048576 ] || fail "disk size changed to $(wc -c <"$disk")"
 	python3 "$disk_py" "$disk" 4242 8 40 >"$tmp/check" 2>&1 || fail "$(cat "$tmp/check")"
 	;;
+virtio-blk-qcow2)
+	# A qcow2 overlay over a raw backing file: the guest's writes land in the overlay only;
+	# the backing file keeps every byte, and qemu-img agrees the overlay is clean and holds
+	# the pattern on top of the backing's zeros.
+	need_python
+	command -v qemu-img >/dev/null || skip "qemu-img is not installed"
+	base="$tmp/base.raw"
+	truncate -s 1M "$base"
+	"$kvmm" img create -f qcow2 -b "$base" -F raw "$tmp/overlay.qcow2" >/dev/null ||
+		fail "kvmm img create failed"
+	runc --kernel "$guest" --disk "path=$tmp/overlay.qcow2" \
+		--cmdline "seed=777 lba=100 count=24 chunk=8"
+	expect_rc 0 "guest powered off"
+	expect_out "virtio-blk: read back 24 sectors: match"
+	expect_success
+	[ "$(tr -d '\0' <"$base" | wc -c)" -eq 0 ] || fail "the backing file was written"
+	qemu-img check "$tmp/overlay.qcow2" >"$tmp/check" 2>&1 || fail "qemu-img check: $(cat "$tmp/check")"
+	qemu-img convert -O raw "$tmp/overlay.qcow2" "$tmp/flat.raw" || fail "qemu-img convert failed"
+	python3 "$disk_py" "$tmp/flat.raw" 777 100 24 >"$tmp/check" 2>&1 || fail "$(cat "$tmp/check")"
+	;;
 virtio-blk-ro)
 	# readonly=on: every write must complete with VIRTIO_BLK_S_IOERR, reads still work,
 	# and the file keeps every byte.

@@ -182,6 +182,16 @@ int kvm_vm_create(const struct kvm *k, struct kvm_vm *vm, struct err *e)
 		ret = err_set(e, errno, "KVM_CREATE_PIT2: %s", strerror(errno));
 		goto fail;
 	}
+	/* Manual dirty-log protection when offered (migration clears what it sends). */
+	vm->manual_dirty = false;
+	if (kvm_check_cap(k, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) {
+		struct kvm_enable_cap cap = {
+			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+			.args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE },
+		};
+
+		vm->manual_dirty = ioctl(vm->fd, KVM_ENABLE_CAP, &cap) == 0;
+	}
 	return 0;
 fail:
 	close(vm->fd);
@@ -288,9 +298,23 @@ int kvm_vm_set_clock(struct kvm_vm *vm, uint64_t ns)
 	return ioctl(vm->fd, KVM_SET_CLOCK, &c) < 0 ? -errno : 0;
 }
 
-int kvm_vm_get_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t *bitmap)
+int kvm_vm_get_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t npages, uint64_t *bitmap)
 {
 	struct kvm_dirty_log d = { .slot = slot, .dirty_bitmap = bitmap };
+	struct kvm_clear_dirty_log c = {
+		.slot = slot,
+		.num_pages = (uint32_t)npages,
+		.first_page = 0,
+		.dirty_bitmap = bitmap,
+	};
 
-	return ioctl(vm->fd, KVM_GET_DIRTY_LOG, &d) < 0 ? -errno : 0;
+	if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &d) < 0)
+		return -errno;
+	/*
+	 * Manual protection: GET only reported; write-protect again just the
+	 * pages we are about to send, so a write after this point is seen.
+	 */
+	if (vm->manual_dirty && ioctl(vm->fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
+		return -errno;
+	return 0;
 }

@@ -31,6 +31,7 @@ bool kvm_msr_supported(const struct kvm *k, uint32_t index);
 struct kvm_vm {
 	int fd;
 	const struct kvm *kvm;
+	bool manual_dirty; /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
 };
 
 /* Creates the VM with in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT. */
@@ -50,8 +51,12 @@ int kvm_vm_ioeventfd(struct kvm_vm *vm, int fd, uint64_t addr, uint32_t len, boo
 /* Inject one MSI directly (KVM_SIGNAL_MSI); 0 when delivered or blocked. */
 int kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data);
 
-/* Dirty page log of one memslot (api.rst KVM_GET_DIRTY_LOG): fetch and re-protect. */
-int kvm_vm_get_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t *bitmap);
+/*
+ * Dirty page log of one memslot of npages: fetch, and re-protect the pages
+ * found dirty (KVM_GET_DIRTY_LOG; with manual protection, KVM_CLEAR_DIRTY_LOG
+ * on exactly those pages).
+ */
+int kvm_vm_get_dirty_log(struct kvm_vm *vm, uint32_t slot, uint64_t npages, uint64_t *bitmap);
 
 /* kvmclock: read and set the VM's clock (pause/resume, snapshots). */
 int kvm_vm_get_clock(struct kvm_vm *vm, uint64_t *ns);

@@ -1365,7 +1365,7 @@ int vm_dirty_collect(struct vm *vm, uint64_t *bitmap)
 		uint64_t base = (uint64_t)(regs[i].host - vm->mem.host) / 4096, pages = regs[i].size / 4096, p;
 
 		memset(vm->kvm_dirty_tmp, 0, words * sizeof(uint64_t));
-		r = kvm_vm_get_dirty_log(&vm->kvm_vm, (uint32_t)i, vm->kvm_dirty_tmp);
+		r = kvm_vm_get_dirty_log(&vm->kvm_vm, (uint32_t)i, pages, vm->kvm_dirty_tmp);
 		if (r)
 			return r;
 		/* Slot-relative bits, shifted to the slot's place in host RAM. */

@@ -503,9 +503,30 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 		if (cfg->boot.kernel || cfg->boot.initrd || cfg->ndisks || cfg->rng || *incoming)
 			return usage_error("%s", "--restore takes the VM's configuration from the "
 					   "snapshot: drop --kernel/--initrd/--disk/--rng");
-		if (snap_read_config(cfg->restore_dir, cfg, e)) {
-			fprintf(stderr, "kvmm: %s\n", e->msg);
-			return EXIT_ERR;
+		{
+			/* --net on restore replaces the snapshot's NICs (clones: own tap, new MAC). */
+			unsigned user_nnets = cfg->nnets, i;
+			struct net_opts user_nets[VM_MAX_NETS];
+
+			memcpy(user_nets, cfg->nets, sizeof(user_nets));
+			if (snap_read_config(cfg->restore_dir, cfg, e)) {
+				fprintf(stderr, "kvmm: %s\n", e->msg);
+				return EXIT_ERR;
+			}
+			if (user_nnets && user_nnets != cfg->nnets) {
+				fprintf(stderr, "kvmm: the snapshot has %u NICs: give %u --net options "
+					"or none\n", cfg->nnets, cfg->nnets);
+				return EXIT_USAGE;
+			}
+			for (i = 0; i < user_nnets; i++)
+				cfg->nets[i] = user_nets[i];
+			for (i = 0; i < cfg->nnets; i++) {
+				if (cfg->nets[i].has_fd && cfg->nets[i].fd < 0) {
+					fprintf(stderr, "kvmm: the snapshot's NIC %u used an inherited fd: "
+						"give --net for it\n", i);
+					return EXIT_USAGE;
+				}
+			}
 		}
 		return 0;
 	}

@@ -45,6 +45,8 @@ struct net_opts {
 };
 int virtio_net_create(const struct dev_ctx *ctx, const struct net_opts *o,
 		      struct virtio_dev **out, struct err *e);
+/* The MAC a NIC gets when none is given: 52:54:00 and three bytes from the pid and index. */
+void virtio_net_default_mac(unsigned index, uint8_t mac[6]);
 /*
  * Let vhost-net serve a virtio-net device's queues (the default) or not: kvmm
  * serves them meanwhile. vhost's writes to guest RAM are not in the VMM's

@@ -658,14 +658,7 @@ int virtio_net_create(const struct dev_ctx *ctx, const struct net_opts *o,
 	if (o->has_mac) {
 		memcpy(n->cfg.mac, o->mac, 6);
 	} else {
-		unsigned pid = (unsigned)getpid();
-
-		n->cfg.mac[0] = 0x52;
-		n->cfg.mac[1] = 0x54;
-		n->cfg.mac[2] = 0x00;
-		n->cfg.mac[3] = (uint8_t)(pid >> 12);
-		n->cfg.mac[4] = (uint8_t)(pid >> 4);
-		n->cfg.mac[5] = (uint8_t)((pid << 4) | (o->index & 0xf));
+		virtio_net_default_mac(o->index, n->cfg.mac);
 	}
 	n->cfg.status = VIRTIO_NET_S_LINK_UP;
 	n->cfg.max_virtqueue_pairs = 1;
@@ -708,4 +701,16 @@ int virtio_net_create(const struct dev_ctx *ctx, const struct net_opts *o,
 	}
 	*out = n->vd;
 	return 0;
+}
+
+void virtio_net_default_mac(unsigned index, uint8_t mac[6])
+{
+	unsigned pid = (unsigned)getpid();
+
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(pid >> 12);
+	mac[4] = (uint8_t)(pid >> 4);
+	mac[5] = (uint8_t)((pid << 4) | (index & 0xf));
 }

@@ -295,7 +295,7 @@ const struct snap_section_view *snap_find(const struct snap_state *st, uint32_t 
 
 char *snap_config_json(const struct vm_config *cfg)
 {
-	json_t *disks = json_array(), *root;
+	json_t *disks = json_array(), *nets = json_array(), *root;
 	char *s;
 	unsigned i;
 
@@ -308,10 +308,35 @@ char *snap_config_json(const struct vm_config *cfg)
 						       (int)cfg->disks[i].queues, "snapshot",
 						       cfg->disks[i].snap_mode, "snapshot_name",
 						       cfg->disks[i].snap_name));
-	root = json_pack("{s:s, s:i, s:i, s:I, s:o, s:b, s:s?, s:s?, s:s?}", "format",
-			 "kvmm-snapshot", "version", SNAP_VERSION, "cpus", (int)cfg->ncpus, "memory",
-			 (json_int_t)cfg->mem.size, "disks", disks, "rng", cfg->rng, "kernel",
-			 cfg->boot.kernel, "initrd", cfg->boot.initrd, "cmdline", cfg->boot.cmdline);
+	for (i = 0; i < cfg->nnets; i++) {
+		const struct net_opts *n = &cfg->nets[i];
+		uint8_t mac[6];
+		char macs[18];
+
+		if (n->has_mac)
+			memcpy(mac, n->mac, 6);
+		else
+			virtio_net_default_mac(n->index, mac);
+		snprintf(macs, sizeof(macs), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+			 mac[3], mac[4], mac[5]);
+		json_array_append_new(nets, json_pack("{s:s?, s:b, s:s, s:s}", "tap", n->tap, "fd",
+						      n->has_fd, "mac", macs, "vhost",
+						      n->vhost == NET_VHOST_ON ? "on" :
+						      n->vhost == NET_VHOST_OFF ? "off" : "auto"));
+	}
+	root = json_pack("{s:s, s:i, s:i, s:I, s:o, s:b, s:s?, s:s?, s:s?, s:o, s:b, s:i}",
+			 "format", "kvmm-snapshot", "version", SNAP_VERSION, "cpus", (int)cfg->ncpus,
+			 "memory", (json_int_t)cfg->mem.size, "disks", disks, "rng", cfg->rng,
+			 "kernel", cfg->boot.kernel, "initrd", cfg->boot.initrd, "cmdline",
+			 cfg->boot.cmdline, "nets", nets, "virtio_console", cfg->virtio_console,
+			 "vsock_cid", (int)cfg->vsock_cid);
+	if (cfg->balloon)
+		json_object_set_new(root, "balloon",
+				    json_pack("{s:I, s:i, s:b, s:b}", "target",
+					      (json_int_t)cfg->balloon_opts.target, "stats_period",
+					      (int)cfg->balloon_opts.stats_period, "reporting",
+					      !cfg->balloon_opts.no_reporting, "deflate_on_oom",
+					      cfg->balloon_opts.deflate_on_oom));
 	s = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return s;
@@ -319,6 +344,46 @@ char *snap_config_json(const struct vm_config *cfg)
 
 static int snap_config_from_json(json_t *root, const char *dir, struct vm_config *cfg,
 				 struct err *e);
+
+static const char *keep(json_t *v);
+
+/* NICs from vm.json; a NIC that was an inherited fd needs --net on restore. */
+static int snap_nets_from_json(json_t *root, const char *dir, struct vm_config *cfg,
+			       struct err *e)
+{
+	json_t *nets = json_object_get(root, "nets"), *n;
+	size_t i;
+
+	cfg->nnets = 0;
+	if (!nets)
+		return 0;
+	if (!json_is_array(nets) || json_array_size(nets) > VM_MAX_NETS)
+		return err_set(e, EINVAL, "snapshot %s: vm.json: bad nets", dir);
+	json_array_foreach(nets, i, n) {
+		struct net_opts *o = &cfg->nets[cfg->nnets];
+		const char *mac = json_string_value(json_object_get(n, "mac"));
+		const char *vh = json_string_value(json_object_get(n, "vhost"));
+		unsigned b[6];
+
+		memset(o, 0, sizeof(*o));
+		o->index = cfg->nnets++;
+		o->tap = keep(json_object_get(n, "tap"));
+		o->fd = -1;
+		if (mac && sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4],
+				  &b[5]) == 6) {
+			for (unsigned k = 0; k < 6; k++)
+				o->mac[k] = (uint8_t)b[k];
+			o->has_mac = true;
+		}
+		o->vhost = vh && !strcmp(vh, "on") ? NET_VHOST_ON :
+			   vh && !strcmp(vh, "off") ? NET_VHOST_OFF : NET_VHOST_AUTO;
+		if (!o->tap && json_is_true(json_object_get(n, "fd"))) {
+			/* Marked for the caller: an fd cannot be restored, --net must replace it. */
+			o->has_fd = true;
+		}
+	}
+	return 0;
+}
 
 /* Strings from vm.json live as long as the process (the config points at them). */
 static const char *keep(json_t *v)
@@ -403,6 +468,23 @@ static int snap_config_from_json(json_t *root, const char *dir, struct vm_config
 			json_decref(root);
 			return err_set(e, EINVAL, "snapshot %s: vm.json: a disk has no path", dir);
 		}
+	}
+	if (snap_nets_from_json(root, dir, cfg, e)) {
+		json_decref(root);
+		return -EINVAL;
+	}
+	cfg->virtio_console = json_is_true(json_object_get(root, "virtio_console"));
+	cfg->vsock_cid = (uint32_t)json_integer_value(json_object_get(root, "vsock_cid"));
+	d = json_object_get(root, "balloon");
+	cfg->balloon = json_is_object(d);
+	if (cfg->balloon) {
+		json_int_t t = json_integer_value(json_object_get(d, "target"));
+		json_int_t p = json_integer_value(json_object_get(d, "stats_period"));
+
+		cfg->balloon_opts.target = t > 0 && (uint64_t)t < cfg->mem.size ? (uint64_t)t : 0;
+		cfg->balloon_opts.stats_period = p > 0 && p < 3600 ? (unsigned)p : 0;
+		cfg->balloon_opts.no_reporting = !json_is_true(json_object_get(d, "reporting"));
+		cfg->balloon_opts.deflate_on_oom = json_is_true(json_object_get(d, "deflate_on_oom"));
 	}
 	json_decref(root);
 	return 0;

@@ -91,6 +91,8 @@ struct blk_inflight {
 	uint16_t head;
 	uint8_t *status;
 	uint32_t written;
+	bool then_flush; /* no FLUSH negotiated: the write must be durable before completing */
+	enum blk_op op;  /* the request's own operation (req.op may become the follow-up FLUSH) */
 	int iovcnt;
 	struct iovec iov[];
 };
@@ -105,6 +107,7 @@ struct virtio_blk {
 	uint64_t generation;
 	unsigned inflight;
 	bool draining;
+	pthread_t drain_thread; /* the thread running a reset's drain (holds vd->lock) */
 	struct virtq_elem elem;
 };
 
@@ -119,7 +122,11 @@ static void blk_config_write(void *priv, uint32_t off, const uint8_t *data, uint
 {
 	struct virtio_blk *b = priv;
 
-	/* Only the writeback byte is driver-writable (5.2.5); we always write through. */
+	/*
+	 * Only the writeback byte is driver-writable (5.2.5). Writes always go to the
+	 * host page cache and FLUSH makes them durable; without FLUSH negotiated each
+	 * write is followed by a flush before it completes.
+	 */
 	if (off == offsetof(struct virtio_blk_config, writeback) && len == 1)
 		b->cfg.writeback = data[0] ? 1 : 0;
 }
@@ -143,20 +150,33 @@ static void blk_done(struct blk_req *req, int ret)
 	struct virtio_blk *b = f->blk;
 	struct virtio_dev *vd = b->vd;
 
-	if (b->draining) {
+	if (b->draining && pthread_equal(pthread_self(), b->drain_thread)) {
 		/* Called by blk_reset's drain, which holds vd->lock: results are dropped. */
 		b->inflight--;
 		free(f);
 		return;
 	}
 	pthread_mutex_lock(&vd->lock);
+	/*
+	 * Without FLUSH the driver assumes no write cache (5.2.5): a write completes
+	 * only once it is durable, so follow it with a flush before answering.
+	 */
+	if (ret == 0 && f->then_flush && f->generation == b->generation) {
+		f->then_flush = false;
+		f->req.op = BLK_FLUSH;
+		if (image_submit(b->img, &f->req) == 0) {
+			pthread_mutex_unlock(&vd->lock);
+			return;
+		}
+		ret = -EIO;
+	}
 	b->inflight--;
 	if (f->generation == b->generation && vd->vq[f->q].ready) {
-		if (ret == 0 && req->op == BLK_READ) {
+		if (ret == 0 && f->op == BLK_READ) {
 			vd->stats.bytes_in += f->written;
 			gm_mark_dirty_iov(vd->ctx.gm, f->iov, (unsigned)f->iovcnt);
 		}
-		else if (ret == 0 && req->op == BLK_WRITE)
+		else if (ret == 0 && f->op == BLK_WRITE)
 			vd->stats.bytes_out += req->len;
 		blk_finish(b, vd, f->q, f->head, f->status,
 			   ret == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR,
@@ -254,6 +274,7 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 		f->req.iov = f->iov;
 		f->req.iovcnt = f->iovcnt;
 		f->written = wr ? 0 : (uint32_t)datalen;
+		f->then_flush = wr && !virtio_has_feature(vd, VIRTIO_BLK_F_FLUSH);
 		break;
 	}
 	case VIRTIO_BLK_T_FLUSH:
@@ -293,6 +314,7 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 		f->req.offset = s.sector * SECTOR;
 		f->req.len = (uint64_t)s.num_sectors * SECTOR;
 		f->req.flags = (wz && (s.flags & VIRTIO_BLK_WZ_UNMAP)) ? IMAGE_ZERO_MAY_UNMAP : 0;
+		f->then_flush = !virtio_has_feature(vd, VIRTIO_BLK_F_FLUSH);
 		break;
 	}
 	default:
@@ -300,6 +322,7 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 		blk_finish(b, vd, q, e->head, status, VIRTIO_BLK_S_UNSUPP, 0);
 		return true;
 	}
+	f->op = f->req.op;
 	r = image_submit(b->img, &f->req);
 	if (r)
 		goto ioerr;
@@ -333,6 +356,7 @@ static void blk_reset(void *priv, struct virtio_dev *vd)
 	/* Requests in flight may still write guest RAM: wait for them, then forget them. */
 	b->generation++;
 	if (b->inflight) {
+		b->drain_thread = pthread_self();
 		b->draining = true;
 		image_aio_drain(b->img);
 		b->draining = false;

@@ -551,6 +551,7 @@ int cmd_run(int argc, char **argv)
 		.console_out_fd = 1,
 	};
 	const char *console = "stdio", *incoming = NULL;
+	struct strpool strings = { 0 };
 	int mig_fd = -1;
 	char reason[256], dump[4096], defname[32] = "";
 	enum vm_exit ex;
@@ -559,9 +560,12 @@ int cmd_run(int argc, char **argv)
 	int r, status, con_fd = -1;
 	bool raw = false;
 
+	cfg.strings = &strings;
 	r = parse_run_opts(argc, argv, &cfg, &console, &incoming, &e);
-	if (r)
+	if (r) {
+		strpool_free(&strings);
 		return r < 0 ? EXIT_OK : r;
+	}
 
 	if (!strcmp(console, "none")) {
 		cfg.console_in_fd = cfg.console_out_fd = -1;
@@ -569,7 +573,8 @@ int cmd_run(int argc, char **argv)
 		con_fd = open(console + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (con_fd < 0) {
 			fprintf(stderr, "kvmm: console file %s: %s\n", console + 5, strerror(errno));
-			return EXIT_ERR;
+			status = EXIT_ERR;
+			goto out;
 		}
 		cfg.console_in_fd = -1;
 		cfg.console_out_fd = con_fd;
@@ -579,7 +584,8 @@ int cmd_run(int argc, char **argv)
 	if (incoming) {
 		if (migrate_incoming_accept(incoming, &mig_fd, &cfg, &e)) {
 			fprintf(stderr, "kvmm: %s\n", e.msg);
-			return EXIT_ERR;
+			status = EXIT_ERR;
+			goto out;
 		}
 		cfg.incoming = true;
 	}
@@ -597,7 +603,8 @@ int cmd_run(int argc, char **argv)
 		con_fd = console_socket(console + 7, &e);
 		if (con_fd < 0) {
 			fprintf(stderr, "kvmm: %s\n", e.msg);
-			return EXIT_ERR;
+			status = EXIT_ERR;
+			goto out;
 		}
 		cfg.console_in_fd = cfg.console_out_fd = con_fd;
 	}
@@ -609,7 +616,8 @@ int cmd_run(int argc, char **argv)
 	if (control_open(cfg.name, &cfg.control, &e)) {
 		if (cfg.name != defname) {
 			fprintf(stderr, "kvmm: %s\n", e.msg);
-			return EXIT_ERR;
+			status = EXIT_ERR;
+			goto out;
 		}
 		log_warn("%s; running without a control socket", e.msg);
 		cfg.control = NULL;
@@ -681,8 +689,12 @@ int cmd_run(int argc, char **argv)
 		}
 		break;
 	}
+out:
 	if (con_fd >= 0)
 		close(con_fd);
+	if (mig_fd >= 0)
+		close(mig_fd);
 	control_close(cfg.control);
+	strpool_free(&strings);
 	return status;
 }

@@ -345,7 +345,7 @@ char *snap_config_json(const struct vm_config *cfg)
 static int snap_config_from_json(json_t *root, const char *dir, struct vm_config *cfg,
 				 struct err *e);
 
-static const char *keep(json_t *v);
+static const char *keep(struct vm_config *cfg, json_t *v);
 
 /* NICs from vm.json; a NIC that was an inherited fd needs --net on restore. */
 static int snap_nets_from_json(json_t *root, const char *dir, struct vm_config *cfg,
@@ -367,7 +367,7 @@ static int snap_nets_from_json(json_t *root, const char *dir, struct vm_config *
 
 		memset(o, 0, sizeof(*o));
 		o->index = cfg->nnets++;
-		o->tap = keep(json_object_get(n, "tap"));
+		o->tap = keep(cfg, json_object_get(n, "tap"));
 		o->fd = -1;
 		if (mac && sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4],
 				  &b[5]) == 6) {
@@ -385,12 +385,10 @@ static int snap_nets_from_json(json_t *root, const char *dir, struct vm_config *
 	return 0;
 }
 
-/* Strings from vm.json live as long as the process (the config points at them). */
-static const char *keep(json_t *v)
+/* Strings from vm.json belong to the configuration's string pool. */
+static const char *keep(struct vm_config *cfg, json_t *v)
 {
-	const char *s = json_string_value(v);
-
-	return s ? strdup(s) : NULL;
+	return strpool_dup(cfg->strings, json_string_value(v));
 }
 
 int snap_read_config(const char *dir, struct vm_config *cfg, struct err *e)
@@ -443,21 +441,21 @@ static int snap_config_from_json(json_t *root, const char *dir, struct vm_config
 	cfg->mem.size = (uint64_t)mem;
 	cfg->rng = json_is_true(json_object_get(root, "rng"));
 	/* Used only if the guest later reboots: then it boots these files afresh. */
-	cfg->boot.cmdline = keep(json_object_get(root, "cmdline"));
-	cfg->boot.kernel = keep(json_object_get(root, "kernel"));
-	cfg->boot.initrd = keep(json_object_get(root, "initrd"));
+	cfg->boot.cmdline = keep(cfg, json_object_get(root, "cmdline"));
+	cfg->boot.kernel = keep(cfg, json_object_get(root, "kernel"));
+	cfg->boot.initrd = keep(cfg, json_object_get(root, "initrd"));
 	cfg->ndisks = 0;
 	json_array_foreach(disks, i, d) {
 		struct blk_opts *b = &cfg->disks[cfg->ndisks++];
 		json_int_t q = json_integer_value(json_object_get(d, "queues"));
 
 		memset(b, 0, sizeof(*b));
-		b->path = keep(json_object_get(d, "path"));
-		b->format = keep(json_object_get(d, "format"));
-		b->serial = keep(json_object_get(d, "serial"));
+		b->path = keep(cfg, json_object_get(d, "path"));
+		b->format = keep(cfg, json_object_get(d, "format"));
+		b->serial = keep(cfg, json_object_get(d, "serial"));
 		b->read_only = json_is_true(json_object_get(d, "readonly"));
-		b->snap_mode = keep(json_object_get(d, "snapshot"));
-		b->snap_name = keep(json_object_get(d, "snapshot_name"));
+		b->snap_mode = keep(cfg, json_object_get(d, "snapshot"));
+		b->snap_name = keep(cfg, json_object_get(d, "snapshot_name"));
 		if (b->snap_mode && strcmp(b->snap_mode, "none") && strcmp(b->snap_mode, "internal") &&
 		    strcmp(b->snap_mode, "overlay")) {
 			json_decref(root);

@@ -658,7 +658,7 @@ static int vm_restore_disks(struct vm *vm, struct err *e)
 			r = image_create(path, &co, e);
 			if (r)
 				return err_prefix(e, r, "restore: overlay for disk %s", d->path);
-			d->path = strdup(path);
+			d->path = strpool_dup(vm->cfg.strings, path);
 			d->format = "qcow2";
 			d->snap_mode = NULL;
 		}
@@ -1178,7 +1178,7 @@ static int vm_snapshot_disk(struct vm *vm, unsigned i, const char *dir, const ch
 		if (r)
 			return err_prefix(e, r, "disk %s", rec->path);
 		rec->snap_mode = "internal";
-		rec->snap_name = strdup(name);
+		rec->snap_name = strpool_dup(vm->cfg.strings, name);
 		return 0;
 	}
 	/* overlay: the current file is frozen for the snapshot; the VM writes on in a new file. */
@@ -1188,7 +1188,9 @@ static int vm_snapshot_disk(struct vm *vm, unsigned i, const char *dir, const ch
 			.backing = rec->path,
 			.backing_format = img->format,
 		};
-		char *abs = realpath(rec->path, NULL);
+		char *abs = strpool_own(vm->cfg.strings, realpath(rec->path, NULL));
+		/* The switch closes img: keep what is needed from it. */
+		enum image_format old_format = img->format;
 
 		if (!abs)
 			return err_set(e, errno, "disk %s: %s", rec->path, strerror(errno));
@@ -1199,16 +1201,13 @@ static int vm_snapshot_disk(struct vm *vm, unsigned i, const char *dir, const ch
 			r = virtio_blk_switch_image(vd, path, e);
 		if (r) {
 			unlink(path);
-			free(abs);
 			return err_prefix(e, r, "disk %s: overlay", rec->path);
 		}
 		log_info("snapshot: disk %s frozen; the VM now writes to %s", abs, path);
 		rec->path = abs;
-		rec->format = "raw";
-		if (img->format == IMAGE_FMT_QCOW2)
-			rec->format = "qcow2";
+		rec->format = old_format == IMAGE_FMT_QCOW2 ? "qcow2" : "raw";
 		rec->snap_mode = "overlay";
-		vm->cfg.disks[i].path = strdup(path);
+		vm->cfg.disks[i].path = strpool_dup(vm->cfg.strings, path);
 		vm->cfg.disks[i].format = "qcow2";
 		return 0;
 	}

@@ -9,6 +9,7 @@
 
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
+#include "base/strpool.h"
 #include "virtio/devices.h"
 #include "vmm/mem.h"
 
@@ -40,6 +41,7 @@ struct vm_config {
 	unsigned nnets;
 	struct net_opts nets[VM_MAX_NETS];
 	const char *name;          /* the VM's name (control socket, kvmm list) */
+	struct strpool *strings;   /* owns strings the configuration gains at run time */
 	const char *restore_dir;   /* build the VM from this snapshot instead of booting */
 	bool restore_eager;        /* read all of the snapshot's memory up front */
 	bool incoming;             /* state arrives by migration: do not boot */

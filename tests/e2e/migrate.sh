@@ -75,7 +75,17 @@ bg() {
 	PIDS[$tag]=$!
 }
 vm_alive() { kill -0 "${PIDS[$1]}" 2>/dev/null; }
-counts_of() { cat "$@" | sed -n 's/^count=\([0-9][0-9]*\)\r*$/\1/p'; }
+# The files joined (a line split across a handover reads whole), without a last line still
+# being written: the guest may be in the middle of it.
+whole_lines() {
+	cat "$@" >"$tmp/joined"
+	if [ -s "$tmp/joined" ] && [ -n "$(tail -c 1 "$tmp/joined" | tr -d '\n')" ]; then
+		sed '$d' "$tmp/joined"
+	else
+		cat "$tmp/joined"
+	fi
+}
+counts_of() { whole_lines "$@" | sed -n 's/^count=\([0-9][0-9]*\)\r*$/\1/p'; }
 counts() { counts_of "$tmp/$1.out"; }
 ncounts() { counts "$1" | wc -l; }
 last_count() { counts "$1" | tail -n 1; }

@@ -56,7 +56,8 @@ static const char run_usage[] =
 	"  --vsock SPEC         a virtio-vsock (vhost-vsock): cid=N (3 or more)\n"
 	"  --restore DIR        resume the VM saved by 'kvmm snapshot' (its memory is\n"
 	"                       read lazily; --restore-eager reads it all first)\n"
-	"  --incoming URI       wait for a live migration on tcp:HOST:PORT\n"
+	"  --incoming URI       wait for a live migration on tcp:HOST:PORT (--net given\n"
+	"                       with --incoming or --restore replaces the VM's NICs)\n"
 	"  --name NAME          the VM's name for kvmm list/pause/... (default vm-PID)\n"
 	"  --log-level LEVEL    error, warn (default), info, debug\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
@@ -582,11 +583,24 @@ int cmd_run(int argc, char **argv)
 
 	/* The source sends the configuration first: accept before building anything. */
 	if (incoming) {
+		/* --net here replaces the source's NICs one for one (this host's taps). */
+		unsigned user_nnets = cfg.nnets, i;
+		struct net_opts user_nets[VM_MAX_NETS];
+
+		memcpy(user_nets, cfg.nets, sizeof(user_nets));
 		if (migrate_incoming_accept(incoming, &mig_fd, &cfg, &e)) {
 			fprintf(stderr, "kvmm: %s\n", e.msg);
 			status = EXIT_ERR;
 			goto out;
 		}
+		if (user_nnets && user_nnets != cfg.nnets) {
+			fprintf(stderr, "kvmm: the incoming VM has %u NICs: give %u --net options or "
+				"none\n", cfg.nnets, cfg.nnets);
+			status = EXIT_ERR;
+			goto out;
+		}
+		for (i = 0; i < user_nnets; i++)
+			cfg.nets[i] = user_nets[i];
 		cfg.incoming = true;
 	}
 

@@ -388,6 +388,18 @@ refused)
 	: >"$tmp/plainfile"
 	ctl_refused "snapshot onto a file" snapshot v "$tmp/plainfile"
 	ls -d "$tmp"/*.tmp-* >/dev/null 2>&1 && fail "temporary directory left: $(ls -d "$tmp"/*.tmp-*)"
+	# A full disk: a 1 MiB tmpfs cannot hold the guest's memory. Refused, nothing that
+	# looks like a snapshot is left, the VM goes on. (Needs permission to mount.)
+	mkdir "$tmp/small"
+	if mount -t tmpfs -o size=1m tmpfs "$tmp/small" 2>/dev/null; then
+		ctl_refused "snapshot onto a full file system" snapshot v "$tmp/small/snap"
+		echo "  full disk: $(cat "$tmp/ctl.err")"
+		left=$(ls -A "$tmp/small")
+		umount "$tmp/small"
+		[ -z "$left" ] || fail "a full-disk snapshot left files behind: $left"
+	else
+		echo "  full disk: not tested (cannot mount a tmpfs here)"
+	fi
 	[ "$(vm_state v)" = running ] || fail "the VM is $(vm_state v) after the refused snapshots"
 	l=$(last_count v)
 	wait_above v $((l + 2 * EVERY)) 30

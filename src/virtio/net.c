@@ -441,22 +441,11 @@ static bool vhost_start(struct virtio_net *n, struct virtio_dev *vd)
 	nr = mem_regions(vd->ctx.gm, regs);
 	r = vhost_setup(&n->vhost, want, regs, (unsigned)nr);
 	for (q = 0; q < 2 && !r; q++) {
-		const struct virtq *vq = &vd->vq[q];
-		struct vhost_vring vr = {
-			.index = q,
-			.num = vq->size,
-			.base = vq->last_avail,
-			.desc = gm_ptr(vd->ctx.gm, vq->desc_gpa, 16ULL * vq->size),
-			.avail = gm_ptr(vd->ctx.gm, vq->avail_gpa, 6 + 2ULL * vq->size),
-			.used = gm_ptr(vd->ctx.gm, vq->used_gpa, 6 + 8ULL * vq->size),
-			.call_fd = virtio_queue_call_fd(vd, q),
-			.kick_fd = virtio_queue_kick_fd(vd, q),
-		};
+		struct vhost_vring vr;
 
-		if (vr.kick_fd < 0) {
-			r = vr.kick_fd;
+		r = virtio_queue_vhost_vring(vd, q, &vr);
+		if (r)
 			break;
-		}
 		n->vring_started[q] = true; /* from here on vhost_stop undoes it */
 		r = vhost_vring_start(&n->vhost, &vr);
 		if (!r)

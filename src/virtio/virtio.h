@@ -105,6 +105,13 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why);
 int virtio_queue_kick_fd(struct virtio_dev *vd, unsigned q);
 void virtio_queue_kick_release(struct virtio_dev *vd, unsigned q);
 int virtio_queue_call_fd(struct virtio_dev *vd, unsigned q);
+/*
+ * Describe queue q for an in-kernel backend: host addresses of its rings, its
+ * size and position, and its kick (handed off) and call fds. -errno when an fd
+ * cannot be had (e.g. no MSI-X vector).
+ */
+struct vhost_vring;
+int virtio_queue_vhost_vring(struct virtio_dev *vd, unsigned q, struct vhost_vring *vr);
 /* Save/load the core's and the device's state. */
 int virtio_save(struct virtio_dev *vd, struct sbuf *out);
 int virtio_load(struct virtio_dev *vd, const uint8_t *buf, size_t len);

@@ -9,7 +9,9 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "dev/pci.h"
+#include "net/vhost.h"
 #include "virtio/virtio.h"
+#include "vmm/mem.h"
 #include "vmm/bus.h"
 
 /* BAR0 layout (one 64-bit memory BAR). */
@@ -950,4 +952,25 @@ int virtio_load(struct virtio_dev *vd, const uint8_t *buf, size_t len)
 	intx_update(vp);
 	pthread_mutex_unlock(&vd->lock);
 	return r;
+}
+
+int virtio_queue_vhost_vring(struct virtio_dev *vd, unsigned q, struct vhost_vring *vr)
+{
+	const struct virtq *vq = &vd->vq[q];
+
+	*vr = (struct vhost_vring){
+		.index = q,
+		.num = vq->size,
+		.base = vq->last_avail,
+		/* Checked when the queue was enabled (virtq_setup). */
+		.desc = gm_ptr(vd->ctx.gm, vq->desc_gpa, 16ULL * vq->size),
+		.avail = gm_ptr(vd->ctx.gm, vq->avail_gpa, 6 + 2ULL * vq->size),
+		.used = gm_ptr(vd->ctx.gm, vq->used_gpa, 6 + 8ULL * vq->size),
+	};
+	/* The interrupt first: hand the kicks off only when the backend can signal back. */
+	vr->call_fd = virtio_queue_call_fd(vd, q);
+	if (vr->call_fd < 0)
+		return vr->call_fd;
+	vr->kick_fd = virtio_queue_kick_fd(vd, q);
+	return vr->kick_fd < 0 ? vr->kick_fd : 0;
 }

@@ -95,23 +95,12 @@ static void vsock_activate(void *priv, struct virtio_dev *vd)
 	nr = mem_regions(vd->ctx.gm, regs);
 	r = vhost_setup(&s->vhost, want, regs, (unsigned)nr);
 	for (q = 0; q < 2 && !r; q++) {
-		const struct virtq *vq = &vd->vq[q];
-		struct vhost_vring vr = {
-			.index = q,
-			.num = vq->size,
-			.base = vq->last_avail,
-			.desc = gm_ptr(vd->ctx.gm, vq->desc_gpa, 16ULL * vq->size),
-			.avail = gm_ptr(vd->ctx.gm, vq->avail_gpa, 6 + 2ULL * vq->size),
-			.used = gm_ptr(vd->ctx.gm, vq->used_gpa, 6 + 8ULL * vq->size),
-			.call_fd = virtio_queue_call_fd(vd, q),
-			.kick_fd = virtio_queue_kick_fd(vd, q),
-		};
+		struct vhost_vring vr;
 
 		what = "vring setup";
-		if (vr.kick_fd < 0 || vr.call_fd < 0) {
-			r = vr.kick_fd < 0 ? vr.kick_fd : vr.call_fd;
+		r = virtio_queue_vhost_vring(vd, q, &vr);
+		if (r)
 			break;
-		}
 		s->vring_started[q] = true;
 		r = vhost_vring_start(&s->vhost, &vr);
 	}

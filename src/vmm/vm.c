@@ -1248,6 +1248,16 @@ out:
 	return r;
 }
 
+/* vhost-net writes guest RAM outside the dirty tracking: kvmm serves those queues meanwhile. */
+static void vm_hold_vhost(struct vm *vm, bool hold)
+{
+	unsigned i;
+
+	for (i = 0; i < vm->nvirtio; i++)
+		if (vm->virtio[i]->ops->device_id == 1)
+			virtio_net_allow_vhost(vm->virtio[i], !hold);
+}
+
 int vm_load_sections(struct vm *vm, const struct snap_state *snap, struct err *e)
 {
 	const struct snap_section_view *s;
@@ -1296,6 +1306,8 @@ int vm_load_sections(struct vm *vm, const struct snap_state *snap, struct err *e
 			return err_set(e, -r, "snapshot: %s: bad state record",
 				       vm->virtio[i]->ops->name);
 	}
+	/* NICs loaded running go back to vhost-net, from the record's ring positions. */
+	vm_hold_vhost(vm, false);
 	return 0;
 }
 
@@ -1318,16 +1330,6 @@ static int vm_set_dirty_logging(struct vm *vm, bool on)
 			return r;
 	}
 	return 0;
-}
-
-/* vhost-net writes guest RAM outside the dirty tracking: kvmm serves those queues meanwhile. */
-static void vm_hold_vhost(struct vm *vm, bool hold)
-{
-	unsigned i;
-
-	for (i = 0; i < vm->nvirtio; i++)
-		if (vm->virtio[i]->ops->device_id == 1)
-			virtio_net_allow_vhost(vm->virtio[i], !hold);
 }
 
 int vm_dirty_start(struct vm *vm, struct err *e)

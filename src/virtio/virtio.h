@@ -32,6 +32,10 @@ struct err;
 
 struct virtio_dev;
 
+struct virtio_stats {
+	uint64_t kicks, interrupts, requests, bytes_in, bytes_out, errors;
+};
+
 struct virtio_dev_ops {
 	const char *name;
 	uint16_t device_id;   /* 5.x: 1 net, 2 blk, 3 console, 4 rng, 5 balloon, 19 vsock */
@@ -54,10 +58,8 @@ struct virtio_dev_ops {
 	void (*destroy)(void *priv);
 	/* Finish every request in flight (called without vd->lock, before save). */
 	void (*drain)(void *priv);
-};
-
-struct virtio_stats {
-	uint64_t kicks, interrupts, requests, bytes_in, bytes_out, errors;
+	/* Add what an in-kernel backend moved meanwhile, which vd->stats cannot see (vd->lock held). */
+	void (*backend_stats)(void *priv, struct virtio_stats *s);
 };
 
 /* The transport-independent state of one device. */

@@ -1083,6 +1083,17 @@ int vm_device_stats(struct vm *vm, unsigned i, uint64_t out[6])
 	out[3] = vd->stats.errors;
 	out[4] = vd->stats.kicks;
 	out[5] = vd->stats.interrupts;
+	if (vd->ops->backend_stats) {
+		struct virtio_stats b = { 0 };
+
+		vd->ops->backend_stats(vd->priv, &b);
+		out[0] += b.requests;
+		out[1] += b.bytes_in;
+		out[2] += b.bytes_out;
+		out[3] += b.errors;
+		out[4] += b.kicks;
+		out[5] += b.interrupts;
+	}
 	pthread_mutex_unlock(&vd->lock);
 	return 0;
 }

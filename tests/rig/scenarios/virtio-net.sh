@@ -62,6 +62,13 @@ rig_kvmm_start guest 220 run --kernel "$RIG_BZIMAGE" --initrd "$RIG_INITRD" \
 if [ -n "${NET_SNAPSHOT:-}" ]; then
 	rig_wait_console guest '@@GUEST virtio-net-loop 2 ' 1 200 ||
 		rig_fail "the guest's download loop did not start"
+	# Two 1 MiB downloads went in: the device's counters saw them (with vhost=on, from the
+	# tap's own counters).
+	"$RIG_KVMM" stats rignet >"$RIG_TMP/stats.txt" 2>&1 || rig_fail "kvmm stats failed"
+	sed 's/^/stats: /' "$RIG_TMP/stats.txt"
+	bytes_in=$(awk '$1 == "virtio-net" { print $3 }' "$RIG_TMP/stats.txt")
+	[ "${bytes_in:-0}" -ge 2097152 ] ||
+		rig_fail "virtio-net counted ${bytes_in:-no} bytes in after two 1 MiB downloads"
 	"$RIG_KVMM" snapshot rignet "$RIG_TMP/snap" || rig_fail "kvmm snapshot failed"
 	echo "snapshot taken after download $(rig_count guest '@@GUEST virtio-net-loop')"
 fi

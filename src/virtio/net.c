@@ -477,12 +477,18 @@ static bool tap_traffic_read(struct virtio_net *n, struct tap_traffic *t)
 	/* The kernel answers within sendto; older answers (a read cut short) are skipped. */
 	for (;;) {
 		ssize_t got = recv(n->nl, n->nlbuf, NL_BUF, MSG_DONTWAIT);
-		const struct nlmsghdr *nh = (const struct nlmsghdr *)n->nlbuf;
-		int len = (int)got;
+		size_t off = 0, len = got > 0 ? (size_t)got : 0;
 
 		if (got <= 0)
 			return false;
-		for (; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+		while (len - off >= sizeof(struct nlmsghdr)) {
+			const struct nlmsghdr *nh = (const struct nlmsghdr *)(n->nlbuf + off);
+
+			if (nh->nlmsg_len < sizeof(*nh) || nh->nlmsg_len > len - off)
+				return false;
+			off += NLMSG_ALIGN(nh->nlmsg_len);
+			if (off > len)
+				off = len;
 			if (nh->nlmsg_seq != n->nl_seq)
 				continue;
 			if (nh->nlmsg_type != RTM_NEWLINK || !link_stats(nh, &st))

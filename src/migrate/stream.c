@@ -145,18 +145,32 @@ static int resolve(const char *uri, bool passive, struct addrinfo **res, struct 
 	return 0;
 }
 
-int mig_connect(const char *uri, struct err *e)
+/* Connect fd to ai, or (passive) bind it there and listen: 0, or -1 with errno set. */
+static int attach(int fd, const struct addrinfo *ai, bool passive)
+{
+	int one = 1;
+
+	if (!passive)
+		return connect(fd, ai->ai_addr, ai->ai_addrlen);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen))
+		return -1;
+	return listen(fd, 1);
+}
+
+/* A socket on the first of uri's addresses that takes it: connected, or listening. */
+static int open_uri(const char *uri, bool passive, struct err *e)
 {
 	struct addrinfo *res, *ai;
-	int fd = -1, en = ECONNREFUSED, one = 1;
+	int fd = -1, en = passive ? EADDRNOTAVAIL : ECONNREFUSED;
 
-	if (resolve(uri, false, &res, e))
+	if (resolve(uri, passive, &res, e))
 		return -EINVAL;
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd < 0)
 			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		if (attach(fd, ai, passive) == 0)
 			break;
 		en = errno;
 		close(fd);
@@ -164,31 +178,21 @@ int mig_connect(const char *uri, struct err *e)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return err_set(e, en, "cannot connect to %s: %s", uri, strerror(en));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		return err_set(e, en, passive ? "cannot listen on %s: %s" : "cannot connect to %s: %s",
+			       uri, strerror(en));
+	return fd;
+}
+
+int mig_connect(const char *uri, struct err *e)
+{
+	int fd = open_uri(uri, false, e), one = 1;
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
 }
 
 int mig_listen(const char *uri, struct err *e)
 {
-	struct addrinfo *res, *ai;
-	int fd = -1, en = EADDRNOTAVAIL, one = 1;
-
-	if (resolve(uri, true, &res, e))
-		return -EINVAL;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0)
-			break;
-		en = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return err_set(e, en, "cannot listen on %s: %s", uri, strerror(en));
-	return fd;
+	return open_uri(uri, true, e);
 }

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "dev/legacy.h"
+#include "virtio/virtio.h"
 #include "vmm/bus.h"
 #include "vmm/mem.h"
 
@@ -137,7 +139,45 @@ void *fake_create(struct fake *f, const struct dev_desc *d)
 	return priv;
 }
 
+int fake_dev_setup(void **state, const struct dev_desc *d, bool console)
+{
+	struct fake_dev *t = calloc(1, sizeof(*t));
+
+	if (!t || fake_init(&t->f, console))
+		return -1;
+	t->desc = d;
+	t->dev = fake_create(&t->f, d);
+	*state = t;
+	return 0;
+}
+
+int fake_dev_teardown(void **state)
+{
+	struct fake_dev *t = *state;
+
+	t->desc->destroy(t->dev);
+	fake_fini(&t->f);
+	free(t);
+	return 0;
+}
+
 /* --- guest RAM, MMIO, event loop and MSI for PCI/virtio device tests --- */
+
+void *fake_pci_host(struct fake *f)
+{
+	f->ctx.pci = fake_create(f, &pci_host_desc);
+	return f->ctx.pci;
+}
+
+void fake_virtio_fini(struct fake *f, struct virtio_dev *vd, void *host)
+{
+	if (vd)
+		virtio_pci_destroy(vd);
+	if (host)
+		pci_host_desc.destroy(host);
+	fake_ext_fini(f);
+	fake_fini(f);
+}
 
 #define FAKE_WATCH_MAX 16
 

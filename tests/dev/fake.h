@@ -12,6 +12,7 @@
 #define FAKE_GSIS 24
 
 struct fake_ext;
+struct virtio_dev;
 
 struct fake {
 	struct dev_ctx ctx;
@@ -50,6 +51,20 @@ size_t fake_output(struct fake *f, uint8_t *buf, size_t cap);
 
 /* Create a device on the fake; fails the test on error. */
 void *fake_create(struct fake *f, const struct dev_desc *d);
+/* Create the PCI host bridge on the fake and make it ctx.pci; fails the test on error. */
+void *fake_pci_host(struct fake *f);
+
+/* One device on its own fake: the state of a cmocka test of a legacy device. */
+struct fake_dev {
+	struct fake f;
+	void *dev;
+	const struct dev_desc *desc; /* what fake_dev_teardown destroys dev with */
+};
+
+/* cmocka setup: a calloc'ed fake_dev in *state, d created on it (console as for fake_init). */
+int fake_dev_setup(void **state, const struct dev_desc *d, bool console);
+/* cmocka teardown of fake_dev_setup: destroys the device, the fake and the struct. */
+int fake_dev_teardown(void **state);
 
 /*
  * Helpers for PCI/virtio device tests. Each sets up its part on first use
@@ -99,5 +114,8 @@ uint64_t fake_msi_fired(struct fake *f, int gsi);
 unsigned fake_msi_calls(struct fake *f);
 
 void fake_ext_fini(struct fake *f);
+
+/* A virtio device test's end: destroys vd and host (each when set), then the fake. */
+void fake_virtio_fini(struct fake *f, struct virtio_dev *vd, void *host);
 
 #endif

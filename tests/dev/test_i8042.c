@@ -25,40 +25,19 @@
 #define IRQ_KBD 1
 #define IRQ_AUX 12
 
-struct t {
-	struct fake f;
-	void *dev;
-};
-
 static int setup(void **state)
 {
-	struct t *t = calloc(1, sizeof(*t));
-
-	if (!t || fake_init(&t->f, false))
-		return -1;
-	t->dev = fake_create(&t->f, &i8042_desc);
-	*state = t;
-	return 0;
+	return fake_dev_setup(state, &i8042_desc, false);
 }
 
-static int teardown(void **state)
-{
-	struct t *t = *state;
-
-	i8042_desc.destroy(t->dev);
-	fake_fini(&t->f);
-	free(t);
-	return 0;
-}
-
-static unsigned resets(struct t *t)
+static unsigned resets(struct fake_dev *t)
 {
 	return t->f.requests[VM_REQ_RESET];
 }
 
 static void test_ports(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	assert_true(fake_claimed(&t->f, DATA, 1));
 	assert_true(fake_claimed(&t->f, CMD, 1));
@@ -74,7 +53,7 @@ static void test_ports(void **state)
 
 static void test_self_test(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	assert_int_equal(fake_inb(&t->f, STS), SYS);
 	fake_outb(&t->f, CMD, 0xaa);
@@ -92,7 +71,7 @@ static void test_self_test(void **state)
 
 static void test_command_byte(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	/* Reset value: keyboard interrupt, system flag, translation. */
 	fake_outb(&t->f, CMD, 0x20);
@@ -121,7 +100,7 @@ static void test_command_byte(void **state)
 /* With no command pending, data goes to the keyboard, which ACKs. */
 static void test_keyboard_ack(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, DATA, 0xff);
 	assert_true(fake_inb(&t->f, STS) & OBF);
@@ -140,7 +119,7 @@ static void test_keyboard_ack(void **state)
 
 static void test_kbd_irq(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, CMD, 0xd2); /* write keyboard output buffer */
 	fake_outb(&t->f, DATA, 0x1c);
@@ -163,7 +142,7 @@ static void test_kbd_irq(void **state)
 
 static void test_aux_irq(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	/* Aux interrupt disabled (reset value): aux data waits without IRQ 12. */
 	fake_outb(&t->f, CMD, 0xd3);
@@ -192,7 +171,7 @@ static void test_aux_irq(void **state)
 
 static void test_reset_fe(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, CMD, 0xfe);
 	assert_int_equal(resets(t), 1);
@@ -210,7 +189,7 @@ static void test_reset_fe(void **state)
 
 static void test_output_port(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, CMD, 0xd0);
 	assert_int_equal(fake_inb(&t->f, DATA), 0x01);
@@ -232,7 +211,7 @@ static void test_output_port(void **state)
 
 static void test_unknown_commands(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	for (unsigned c = 0; c < 256; c++) {
 		if (c == 0xfe || c == 0xd1 || c == 0x60 || c == 0xd2 || c == 0xd3 || c == 0xd4)
@@ -246,7 +225,7 @@ static void test_unknown_commands(void **state)
 
 static void test_save_load(void **state)
 {
-	struct t *t = *state, *u;
+	struct fake_dev *t = *state, *u;
 	struct sbuf s = { 0 }, s2 = { 0 };
 
 	fake_outb(&t->f, CMD, 0x60);
@@ -278,12 +257,12 @@ static void test_save_load(void **state)
 	s.data[0] ^= 0x80;
 	assert_int_equal(i8042_desc.load(u->dev, s.data, s.len), -EINVAL);
 	assert_int_equal(resets(u), 0);
-	teardown((void **)&u);
+	fake_dev_teardown((void **)&u);
 	sbuf_free(&s);
 	sbuf_free(&s2);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fake_dev_teardown)
 
 int main(void)
 {

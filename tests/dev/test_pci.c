@@ -22,41 +22,20 @@
 #define EN 0x80000000u
 #define CFG(bus, slot, fn, reg) (EN | (bus) << 16 | (slot) << 11 | (fn) << 8 | (reg))
 
-struct t {
-	struct fake f;
-	void *dev;
-};
-
 static int setup(void **state)
 {
-	struct t *t = calloc(1, sizeof(*t));
-
-	if (!t || fake_init(&t->f, false))
-		return -1;
-	t->dev = fake_create(&t->f, &pci_host_desc);
-	*state = t;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct t *t = *state;
-
-	pci_host_desc.destroy(t->dev);
-	fake_fini(&t->f);
-	free(t);
-	return 0;
+	return fake_dev_setup(state, &pci_host_desc, false);
 }
 
 /* Read config space of (bus, slot, fn) at reg with width len, as Linux's pci_conf1_read does. */
-static uint32_t cfg_read(struct t *t, unsigned bus, unsigned slot, unsigned fn, unsigned reg,
+static uint32_t cfg_read(struct fake_dev *t, unsigned bus, unsigned slot, unsigned fn, unsigned reg,
 			 unsigned len)
 {
 	fake_out(&t->f, ADDR, 4, CFG(bus, slot, fn, reg & 0xfc));
 	return fake_in(&t->f, (uint16_t)(DATA + (reg & 3)), len);
 }
 
-static void cfg_write(struct t *t, unsigned reg, unsigned len, uint32_t v)
+static void cfg_write(struct fake_dev *t, unsigned reg, unsigned len, uint32_t v)
 {
 	fake_out(&t->f, ADDR, 4, CFG(0, 0, 0, reg & 0xfc));
 	fake_out(&t->f, (uint16_t)(DATA + (reg & 3)), len, v);
@@ -64,7 +43,7 @@ static void cfg_write(struct t *t, unsigned reg, unsigned len, uint32_t v)
 
 static void test_ports(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	for (uint16_t p = ADDR; p < ADDR + 8; p++)
 		assert_true(fake_claimed(&t->f, p, 1));
@@ -78,7 +57,7 @@ static void test_ports(void **state)
 
 static void test_config_address(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	static const uint32_t vals[] = { 0x80000000, 0x80001234, 0x00fff8fc, 0 };
 
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
@@ -97,7 +76,7 @@ static void test_config_address(void **state)
 
 static void test_bridge_ids(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	/* Vendor 0x1b36 (Red Hat), device 0x0008 (generic PCIe host bridge). */
 	assert_int_equal(cfg_read(t, 0, 0, 0, 0x00, 4), 0x00081b36);
@@ -121,7 +100,7 @@ static void test_bridge_ids(void **state)
 
 static void test_absent(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	/* Empty slots, other functions, other buses. */
 	assert_int_equal(cfg_read(t, 0, 1, 0, 0x00, 4), 0xffffffff);
@@ -144,7 +123,7 @@ static void test_absent(void **state)
 
 static void test_read_only(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	cfg_write(t, 0x00, 4, 0xdeadbeef);
 	assert_int_equal(cfg_read(t, 0, 0, 0, 0x00, 4), 0x00081b36);
@@ -171,7 +150,7 @@ static void test_read_only(void **state)
 
 static void test_reset_register(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	assert_int_equal(fake_inb(&t->f, RCR), 0x00);
 	/* Bit 1 alone selects the reset type: no reset yet. */
@@ -199,7 +178,7 @@ static void test_reset_register(void **state)
 
 static void test_save_load(void **state)
 {
-	struct t *t = *state, *u;
+	struct fake_dev *t = *state, *u;
 	struct sbuf s = { 0 }, s2 = { 0 };
 
 	cfg_write(t, 0x04, 2, 0x0002);
@@ -223,12 +202,12 @@ static void test_save_load(void **state)
 	s.data[0] = 0x7f;
 	assert_int_equal(pci_host_desc.load(u->dev, s.data, s.len), -EINVAL);
 	assert_int_equal(u->f.requests[VM_REQ_RESET], 0);
-	teardown((void **)&u);
+	fake_dev_teardown((void **)&u);
 	sbuf_free(&s);
 	sbuf_free(&s2);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fake_dev_teardown)
 
 int main(void)
 {

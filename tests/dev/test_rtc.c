@@ -35,39 +35,18 @@
 #define B_DM 0x04
 #define B_24H 0x02
 
-struct t {
-	struct fake f;
-	void *dev;
-};
-
 static int setup(void **state)
 {
-	struct t *t = calloc(1, sizeof(*t));
-
-	if (!t || fake_init(&t->f, false))
-		return -1;
-	t->dev = fake_create(&t->f, &rtc_desc);
-	*state = t;
-	return 0;
+	return fake_dev_setup(state, &rtc_desc, false);
 }
 
-static int teardown(void **state)
-{
-	struct t *t = *state;
-
-	rtc_desc.destroy(t->dev);
-	fake_fini(&t->f);
-	free(t);
-	return 0;
-}
-
-static uint8_t rd(struct t *t, uint8_t idx)
+static uint8_t rd(struct fake_dev *t, uint8_t idx)
 {
 	fake_outb(&t->f, IDX, idx);
 	return fake_inb(&t->f, DAT);
 }
 
-static void wr(struct t *t, uint8_t idx, uint8_t v)
+static void wr(struct fake_dev *t, uint8_t idx, uint8_t v)
 {
 	fake_outb(&t->f, IDX, idx);
 	fake_outb(&t->f, DAT, v);
@@ -82,7 +61,7 @@ static int bcd(uint8_t v)
 }
 
 /* The time the guest reads, as a struct tm in 24-hour form, read so that no second boundary is crossed. */
-static void read_clock(struct t *t, struct tm *tm, int *wday)
+static void read_clock(struct fake_dev *t, struct tm *tm, int *wday)
 {
 	uint8_t b = rd(t, R_B), s0, v[8];
 	bool bin = b & B_DM, h24 = b & B_24H;
@@ -126,7 +105,7 @@ static void read_clock(struct t *t, struct tm *tm, int *wday)
 }
 
 /* The guest clock must equal host UTC + offset at some moment during the read. */
-static void check_clock(struct t *t, int64_t offset)
+static void check_clock(struct fake_dev *t, int64_t offset)
 {
 	struct tm tm, host;
 	time_t t0, t1, g;
@@ -147,7 +126,7 @@ static void check_clock(struct t *t, int64_t offset)
 
 static void test_ports(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	uint8_t d[2];
 
 	assert_true(fake_claimed(&t->f, IDX, 1));
@@ -170,7 +149,7 @@ static void test_ports(void **state)
 
 static void test_bcd_24h(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	assert_int_equal(rd(t, R_B), B_24H);
 	check_clock(t, 0);
@@ -178,7 +157,7 @@ static void test_bcd_24h(void **state)
 
 static void test_binary(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	struct tm tm;
 	int wday;
 
@@ -197,7 +176,7 @@ static void test_binary(void **state)
 /* The host's time, read in 12-hour mode, BCD and binary. */
 static void test_12h(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	wr(t, R_B, 0x00);
 	check_clock(t, 0);
@@ -207,7 +186,7 @@ static void test_12h(void **state)
 
 static void test_12h_values(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	static const struct {
 		uint8_t h24, h12;
 	} map[] = {
@@ -241,7 +220,7 @@ static void test_12h_values(void **state)
 
 static void test_status_registers(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	/* D: valid RAM and time, whatever is written. */
 	assert_int_equal(rd(t, R_D), 0x80);
@@ -270,7 +249,7 @@ static void test_status_registers(void **state)
 /* Bit 7 of the index port is the NMI mask, not part of the register index. */
 static void test_nmi_bit(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, IDX, 0x80 | R_D);
 	assert_int_equal(fake_inb(&t->f, DAT), 0x80);
@@ -290,7 +269,7 @@ static bool is_time_reg(unsigned i)
 
 static void test_nvram(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	for (unsigned i = 0; i < 128; i++)
 		if (!is_time_reg(i))
@@ -309,7 +288,7 @@ static int64_t years(int n)
 
 static void test_set_year(void **state)
 {
-	struct t *t = *state, *u;
+	struct fake_dev *t = *state, *u;
 	struct tm now;
 	time_t h = time(NULL);
 	uint8_t cent;
@@ -341,7 +320,7 @@ static void test_set_year(void **state)
 	assert_int_equal(rtc_desc.load(u->dev, s.data, s.len), 0);
 	assert_int_equal(rd(u, R_YEAR), 0x99);
 	assert_int_equal(rd(u, 0x40), 0xab);
-	teardown((void **)&u);
+	fake_dev_teardown((void **)&u);
 	sbuf_free(&s);
 
 	/* The century moves the clock by whole centuries. */
@@ -352,7 +331,7 @@ static void test_set_year(void **state)
 
 static void test_set_date(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	wr(t, R_MDAY, 0x15);
 	wr(t, R_MON, 0x06);
@@ -374,7 +353,7 @@ static void test_set_date(void **state)
 /* Impossible values are ignored; the clock stays where it was. */
 static void test_bad_values(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	static const struct {
 		uint8_t reg, v;
 	} bad[] = {
@@ -413,7 +392,7 @@ static void state_diff(const struct sbuf *a, const struct sbuf *b, size_t *lo, s
 
 static void test_load_rejects(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	struct sbuf s0 = { 0 }, s1 = { 0 };
 	size_t lo, hi;
 
@@ -443,7 +422,7 @@ static void test_load_rejects(void **state)
  */
 static void test_load_offset_bounds(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	struct sbuf s0 = { 0 }, s1 = { 0 };
 	size_t lo, hi;
 	int64_t off;
@@ -495,7 +474,7 @@ static void test_load_offset_bounds(void **state)
  */
 static void test_before_1900(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	struct sbuf s = { 0 };
 	int64_t off = -((int64_t)time(NULL) + 2208988800LL + 10 * 86400);
 	static const uint8_t regs[] = { R_SEC, R_MIN, R_HOUR, R_WDAY, R_MDAY, R_MON, R_YEAR, R_CENT };
@@ -521,7 +500,7 @@ static void test_before_1900(void **state)
 	sbuf_free(&s);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fake_dev_teardown)
 
 int main(void)
 {

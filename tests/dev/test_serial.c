@@ -39,35 +39,14 @@
 #define OUT2 0x08
 #define LOOP 0x10
 
-struct t {
-	struct fake f;
-	void *dev;
-};
-
 static int setup(void **state)
 {
-	struct t *t = calloc(1, sizeof(*t));
-
-	if (!t || fake_init(&t->f, true))
-		return -1;
-	t->dev = fake_create(&t->f, &serial_desc);
-	*state = t;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct t *t = *state;
-
-	serial_desc.destroy(t->dev);
-	fake_fini(&t->f);
-	free(t);
-	return 0;
+	return fake_dev_setup(state, &serial_desc, true);
 }
 
 static void test_ports_claimed(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	for (unsigned p = COM1; p < COM1 + 8; p++)
 		assert_true(fake_claimed(&t->f, (uint16_t)p, 1));
@@ -91,7 +70,7 @@ static void test_ports_claimed(void **state)
 
 static void test_thr_to_console(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	uint8_t out[64];
 
 	assert_int_equal(fake_output(&t->f, out, sizeof(out)), 0);
@@ -118,7 +97,7 @@ static void test_thr_to_console(void **state)
 /* A vanished console reader: output is dropped, reported once, the guest carries on. */
 static void test_console_gone(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	void (*old)(int) = signal(SIGPIPE, SIG_IGN);
 	int p[2];
 	char buf[1024];
@@ -159,7 +138,7 @@ static void test_no_console(void **state)
 
 static void test_reset_values(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	assert_int_equal(fake_inb(&t->f, IER), 0);
 	assert_int_equal(fake_inb(&t->f, IIR), 0x01);
@@ -175,7 +154,7 @@ static void test_reset_values(void **state)
 
 static void test_register_masks(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, IER, 0xff);
 	assert_int_equal(fake_inb(&t->f, IER), 0x0f);
@@ -201,7 +180,7 @@ static void test_register_masks(void **state)
 
 static void test_dlab(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	uint8_t out[8];
 
 	fake_outb(&t->f, IER, 0x05);
@@ -230,7 +209,7 @@ static void test_dlab(void **state)
 
 static void test_thri(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, MCR, OUT2);
 	assert_false(t->f.level[IRQ]);
@@ -262,7 +241,7 @@ static void test_thri(void **state)
 /* Without OUT2 the PC's interrupt line stays low, whatever the UART wants. */
 static void test_out2_gates_irq(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, IER, 0x03);
 	assert_int_equal(fake_inb(&t->f, IIR), 0x02); /* pending inside the UART */
@@ -279,7 +258,7 @@ static void test_out2_gates_irq(void **state)
 
 static void test_rx_irq(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	/* OUT2 but RDI disabled: data waits without an interrupt. */
 	fake_outb(&t->f, MCR, OUT2);
@@ -310,7 +289,7 @@ static void test_rx_irq(void **state)
 /* Receive data outranks THR empty (PC16550D table 4); the THR interrupt survives an IIR read then. */
 static void test_iir_priority(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	fake_outb(&t->f, MCR, OUT2);
 	fake_outb(&t->f, IER, 0x03);
@@ -330,7 +309,7 @@ static void test_iir_priority(void **state)
 
 static void test_rx_fifo_full(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	uint8_t in[100];
 
 	for (int i = 0; i < 100; i++)
@@ -355,7 +334,7 @@ static void test_rx_fifo_full(void **state)
 
 static void test_fcr_clear_rx(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 
 	assert_int_equal(serial_receive(t->dev, (const uint8_t *)"abc", 3), 3);
 	fake_outb(&t->f, FCR, 0x03);
@@ -366,7 +345,7 @@ static void test_fcr_clear_rx(void **state)
 
 static void test_loopback(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	uint8_t out[8];
 
 	/* Linux's 8250 probe: MCR = LOOP | OUT2 | RTS expects MSR[7:4] = DCD | CTS. */
@@ -401,7 +380,7 @@ static void test_loopback(void **state)
 /* Wide accesses are split into byte registers in order. */
 static void test_wide_access(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	uint8_t d[8];
 
 	fake_outb(&t->f, SCR, 0x77);
@@ -420,7 +399,7 @@ static void test_wide_access(void **state)
 /* The host console queue feeds the UART as its FIFO drains. */
 static void test_console_flush(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	static struct console con;
 	uint8_t in[100];
 
@@ -441,7 +420,7 @@ static void test_console_flush(void **state)
 
 /* ---- save / load ---- */
 
-static void save(struct t *t, struct sbuf *s)
+static void save(struct fake_dev *t, struct sbuf *s)
 {
 	memset(s, 0, sizeof(*s));
 	assert_int_equal(serial_desc.save(t->dev, s), 0);
@@ -450,7 +429,7 @@ static void save(struct t *t, struct sbuf *s)
 
 static void test_save_load(void **state)
 {
-	struct t *t = *state, *u;
+	struct fake_dev *t = *state, *u;
 	struct sbuf s;
 
 	fake_outb(&t->f, LCR, 0x83);
@@ -494,14 +473,14 @@ static void test_save_load(void **state)
 		assert_memory_equal(s2.data, s.data, s.len);
 		sbuf_free(&s2);
 	}
-	teardown((void **)&u);
+	fake_dev_teardown((void **)&u);
 	sbuf_free(&s);
 }
 
 /* Loading into a device whose line is up must drop the line when the loaded state has no interrupt. */
 static void test_load_lowers_irq(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	struct sbuf quiet;
 
 	save(t, &quiet); /* reset state: no interrupt */
@@ -535,7 +514,7 @@ static size_t diff_at(const struct sbuf *a, const struct sbuf *b)
 
 static void test_load_rejects(void **state)
 {
-	struct t *t = *state;
+	struct fake_dev *t = *state;
 	struct sbuf s0, s1, s2;
 	size_t len_at, head_at;
 	uint8_t *bad;
@@ -595,7 +574,7 @@ static void test_load_rejects(void **state)
 	sbuf_free(&s2);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fake_dev_teardown)
 
 int main(void)
 {

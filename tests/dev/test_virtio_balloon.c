@@ -26,16 +26,13 @@
 
 static int setup_opts(void **state, const struct balloon_opts *o)
 {
-	struct vdrv *d = calloc(1, sizeof(*d));
+	struct vdrv *d = vdrv_setup(state);
 	struct virtio_dev *vd;
 	struct err e = { { 0 } };
 
-	if (!d || vdrv_init(d))
-		return -1;
-	if (virtio_balloon_create(&d->f.ctx, o, &vd, &e))
+	if (!d || virtio_balloon_create(&d->f.ctx, o, &vd, &e))
 		return -1;
 	vdrv_attach(d, vd);
-	*state = d;
 	return 0;
 }
 
@@ -44,15 +41,6 @@ static int setup(void **state)
 	struct balloon_opts o = { .target = 1 << 20, .stats_period = 5 };
 
 	return setup_opts(state, &o);
-}
-
-static int teardown(void **state)
-{
-	struct vdrv *d = *state;
-
-	vdrv_fini(d);
-	free(d);
-	return 0;
 }
 
 /* Touch n guest pages from gpa so the host backs them. */
@@ -316,12 +304,12 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_identity_config, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inflate_returns_memory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_pfns, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reporting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_options, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_config, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_inflate_returns_memory, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_pfns, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_stats, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_reporting, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_options, setup_plain, vdrv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

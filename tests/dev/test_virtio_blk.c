@@ -19,7 +19,6 @@
 #include "arch/x86/layout.h"
 #include "base/err.h"
 #include "base/sbuf.h"
-#include "dev/legacy.h"
 #include "dev/pci.h"
 #include "fake.h"
 #include "virtio/devices.h"
@@ -146,8 +145,7 @@ static int make_dev(struct t *t, bool ro, unsigned queues)
 		return -1;
 	fake_loop(&t->f);
 	fake_msi(&t->f);
-	t->host = fake_create(&t->f, &pci_host_desc);
-	t->f.ctx.pci = t->host;
+	t->host = fake_pci_host(&t->f);
 	if (virtio_blk_create(&t->f.ctx, &o, &t->vd, &e)) {
 		fprintf(stderr, "virtio_blk_create: %s\n", e.msg);
 		return -1;
@@ -161,12 +159,7 @@ static int make_dev(struct t *t, bool ro, unsigned queues)
 
 static void t_fini(struct t *t)
 {
-	if (t->vd)
-		virtio_pci_destroy(t->vd);
-	if (t->host)
-		pci_host_desc.destroy(t->host);
-	fake_ext_fini(&t->f);
-	fake_fini(&t->f);
+	fake_virtio_fini(&t->f, t->vd, t->host);
 	t->vd = NULL;
 	t->host = NULL;
 }

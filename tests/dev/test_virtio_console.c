@@ -20,25 +20,13 @@
 
 static int setup(void **state)
 {
-	struct vdrv *d = calloc(1, sizeof(*d));
+	struct vdrv *d = vdrv_setup(state);
 	struct virtio_dev *vd;
 	struct err e = { { 0 } };
 
-	if (!d || vdrv_init(d))
-		return -1;
-	if (virtio_console_create(&d->f.ctx, &vd, &e))
+	if (!d || virtio_console_create(&d->f.ctx, &vd, &e))
 		return -1;
 	vdrv_attach(d, vd);
-	*state = d;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct vdrv *d = *state;
-
-	vdrv_fini(d);
-	free(d);
 	return 0;
 }
 
@@ -214,12 +202,12 @@ static void test_save_load(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_transmit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_receive, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_emergency_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_transmit, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_receive, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_emergency_write, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_chains, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, vdrv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

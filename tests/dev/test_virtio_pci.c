@@ -14,7 +14,6 @@
 #include "arch/x86/layout.h"
 #include "base/err.h"
 #include "base/sbuf.h"
-#include "dev/legacy.h"
 #include "dev/pci.h"
 #include "fake.h"
 #include "virtio/devices.h"
@@ -107,8 +106,7 @@ static int t_init(struct t *t)
 	if (fake_init(&t->f, false) || fake_mem_init(&t->f, RAM))
 		return -1;
 	fake_msi(&t->f);
-	t->host = fake_create(&t->f, &pci_host_desc);
-	t->f.ctx.pci = t->host;
+	t->host = fake_pci_host(&t->f);
 	if (virtio_rng_create(&t->f.ctx, &t->vd, &e)) {
 		fprintf(stderr, "virtio_rng_create: %s\n", e.msg);
 		return -1;
@@ -130,12 +128,7 @@ static int t_init(struct t *t)
 
 static void t_fini(struct t *t)
 {
-	if (t->vd)
-		virtio_pci_destroy(t->vd);
-	if (t->host)
-		pci_host_desc.destroy(t->host);
-	fake_ext_fini(&t->f);
-	fake_fini(&t->f);
+	fake_virtio_fini(&t->f, t->vd, t->host);
 }
 
 static int setup(void **state)

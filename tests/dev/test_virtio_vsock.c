@@ -16,21 +16,7 @@
 
 static int setup(void **state)
 {
-	struct vdrv *d = calloc(1, sizeof(*d));
-
-	if (!d || vdrv_init(d))
-		return -1;
-	*state = d;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct vdrv *d = *state;
-
-	vdrv_fini(d);
-	free(d);
-	return 0;
+	return vdrv_setup(state) ? 0 : -1;
 }
 
 static void test_no_vhost(void **state)
@@ -71,8 +57,8 @@ static void test_bad_cid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_no_vhost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_cid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_vhost, setup, vdrv_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_cid, setup, vdrv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arch/x86/layout.h"
@@ -52,10 +53,22 @@ static inline int vdrv_init(struct vdrv *d)
 	if (fake_init(&d->f, true) || mem_create(&d->gm, &mo, &e))
 		return -1;
 	d->f.ctx.gm = &d->gm;
-	d->host = fake_create(&d->f, &pci_host_desc);
-	d->f.ctx.pci = d->host;
+	d->host = fake_pci_host(&d->f);
 	d->next_buf = VDRV_BUFS;
 	return 0;
+}
+
+/* cmocka setup half: a calloc'ed, initialised vdrv in *state; NULL on failure. */
+static inline struct vdrv *vdrv_setup(void **state)
+{
+	struct vdrv *d = calloc(1, sizeof(*d));
+
+	if (!d || vdrv_init(d)) {
+		free(d);
+		return NULL;
+	}
+	*state = d;
+	return d;
 }
 
 /* After the device exists: find its BAR and INTx line. */
@@ -73,6 +86,14 @@ static inline void vdrv_fini(struct vdrv *d)
 	pci_host_desc.destroy(d->host);
 	mem_destroy(&d->gm);
 	fake_fini(&d->f);
+}
+
+/* cmocka teardown of vdrv_setup. */
+static inline int vdrv_teardown(void **state)
+{
+	vdrv_fini(*state);
+	free(*state);
+	return 0;
 }
 
 static inline uint64_t vdrv_rd(struct vdrv *d, uint64_t off, unsigned len)

@@ -12,61 +12,13 @@ case_name=$1
 kvmm=$2
 guest=$3
 
-EVERY=16
-CMDLINE="mb=8 every=$EVERY"
-MEM=128M
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-tmp=
-NETNS=()
-declare -A PIDS=()
-
-show() {
-	[ -n "$tmp" ] || return 0
-	for f in "$tmp"/*.out "$tmp"/*.err "$tmp"/ctl.err; do
-		[ -s "$f" ] && { echo "--- $(basename "$f"):"; tail -n 15 "$f"; }
-	done
-	return 0
-}
-fail() { echo "FAIL($case_name): $*"; show; exit 1; }
-skip() { echo "SKIP($case_name): $*"; exit 77; }
-cleanup() {
-	local t
-	for t in "${!PIDS[@]}"; do
-		kill -KILL "${PIDS[$t]}" 2>/dev/null
-	done
-	wait 2>/dev/null
-	for t in "${NETNS[@]}"; do
-		ip netns del "$t" 2>/dev/null
-	done
-	[ -n "$tmp" ] && rm -rf "$tmp"
-}
-
-[ -e /dev/kvm ] || skip "/dev/kvm does not exist"
-if ! (exec 3<>/dev/kvm) 2>/dev/null; then
-	skip "/dev/kvm is not accessible to $(id -un)"
-fi
-[ -x "$kvmm" ] || fail "kvmm binary $kvmm missing"
-[ -r "$guest" ] || fail "guest $guest missing"
+require_kvm
 command -v python3 >/dev/null || skip "python3 is not installed (fake migration peers)"
 command -v ss >/dev/null || skip "ss (iproute2) is not installed"
+make_tmp kvmm-mig
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvmm-mig.XXXXXX")
-trap cleanup EXIT
-ulimit -c 0
-KVMM_RUNTIME_DIR="$tmp/run"
-export KVMM_RUNTIME_DIR
-mkdir -p "$KVMM_RUNTIME_DIR"
-
-# vm_start TAG ARGS...: kvmm run ARGS in the background (prefixed by $IN_NS when set),
-# console on $tmp/TAG.out.
-IN_NS=
-vm_start() {
-	local tag=$1
-	shift
-	: >"$tmp/$tag.out"
-	$IN_NS "$kvmm" run "$@" --console stdio >"$tmp/$tag.out" 2>"$tmp/$tag.err" </dev/null &
-	PIDS[$tag]=$!
-}
 # bg TAG COMMAND...: any other background process (the fake peers).
 bg() {
 	local tag=$1
@@ -74,95 +26,10 @@ bg() {
 	"$@" >"$tmp/$tag.out" 2>"$tmp/$tag.err" </dev/null &
 	PIDS[$tag]=$!
 }
-vm_alive() { kill -0 "${PIDS[$1]}" 2>/dev/null; }
-# The files joined (a line split across a handover reads whole), without a last line still
-# being written: the guest may be in the middle of it.
-whole_lines() {
-	cat "$@" >"$tmp/joined"
-	if [ -s "$tmp/joined" ] && [ -n "$(tail -c 1 "$tmp/joined" | tr -d '\n')" ]; then
-		sed '$d' "$tmp/joined"
-	else
-		cat "$tmp/joined"
-	fi
-}
-counts_of() { whole_lines "$@" | sed -n 's/^count=\([0-9][0-9]*\)\r*$/\1/p'; }
-counts() { counts_of "$tmp/$1.out"; }
-ncounts() { counts "$1" | wc -l; }
-last_count() { counts "$1" | tail -n 1; }
-first_count() { counts "$1" | head -n 1; }
-vm_reap() {
-	wait "${PIDS[$1]}" 2>/dev/null
-	rc=$?
-	unset "PIDS[$1]"
-}
-wait_lines() {
-	local i=0
-	while [ "$(ncounts "$1")" -lt "$2" ]; do
-		vm_alive "$1" || { vm_reap "$1"; fail "$1 exited (status $rc) before $2 count lines"; }
-		[ $i -lt $(($3 * 10)) ] || fail "$1: $2 count lines did not appear in $3 s"
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
-wait_above() {
-	local i=0 c
-	while :; do
-		c=$(last_count "$1")
-		[ -n "$c" ] && [ "$c" -gt "$2" ] && return 0
-		vm_alive "$1" || { vm_reap "$1"; fail "$1 exited (status $rc) before counting past $2"; }
-		[ $i -lt $(($3 * 10)) ] || fail "$1 did not count past $2 in $3 s (last: ${c:-none})"
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
-vm_wait_exit() {
-	local i=0
-	while vm_alive "$1"; do
-		[ $i -lt $(($2 * 10)) ] || fail "$1 still running after $2 s"
-		sleep 0.1
-		i=$((i + 1))
-	done
-	vm_reap "$1"
-}
-vm_check() {
-	grep -q 'FAIL' "$tmp/$1.out" && fail "$1: guest reported: $(grep FAIL "$tmp/$1.out" | head -n 1)"
-	grep -q -e AddressSanitizer -e 'runtime error:' -e LeakSanitizer "$tmp/$1.err" &&
-		fail "$1: sanitizer report on stderr"
-	return 0
-}
-vm_stop() {
-	ctl_ok stop "$1"
-	vm_wait_exit "$1" 10
-	[ "$rc" -eq 0 ] || fail "$1 exited $rc after kvmm stop, expected 0"
-	vm_check "$1"
-}
-ctl() {
-	timeout -k 2 30 "$kvmm" "$@" >"$tmp/ctl" 2>"$tmp/ctl.err" </dev/null
-	crc=$?
-	[ $crc -ne 124 ] && [ $crc -ne 137 ] || fail "kvmm $* hung"
-	return 0
-}
-ctl_ok() {
-	ctl "$@"
-	[ $crc -eq 0 ] || fail "kvmm $* exited $crc: $(cat "$tmp/ctl.err")"
-}
-vm_state() {
-	ctl_ok status "$1"
-	sed -n 's/^state  *//p' "$tmp/ctl"
-}
 # mig_field NAME KEY: KEY of `kvmm migrate-status --json NAME`.
 mig_field() {
 	ctl_ok migrate-status --json "$1"
 	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$tmp/ctl" "$2"
-}
-# check_steps FILE...: the count lines of the files, concatenated, go up by EVERY each
-# time. A source's console may end inside a line that the destination finishes, so the
-# source's output followed by the destination's is one unbroken sequence.
-check_steps() {
-	counts_of "$@" | awk -v step=$EVERY '
-		NR > 1 && $1 != prev + step { print "count=" $1 " after count=" prev; bad = 1 }
-		{ prev = $1 }
-		END { exit bad }' >"$tmp/steps" || fail "counter not in steps of $EVERY: $(head -n 3 "$tmp/steps")"
 }
 # free_port: a TCP port nobody listens on now.
 free_port() {
@@ -228,28 +95,7 @@ check_dump() {
 	ctl_ok pause "$1"
 	ctl_ok snapshot "$1" "$tmp/dump-$1"
 	ctl_ok resume "$1"
-	python3 - "$tmp/dump-$1/memory.bin" >"$tmp/dump" 2>&1 <<'EOF' || fail "memory of $1: $(cat "$tmp/dump")"
-import array, sys
-K = 0x9e3779b97f4a7c15
-M = (1 << 64) - 1
-with open(sys.argv[1], "rb") as f:
-    f.seek(0x200000)
-    magic, counter, start, length, passing = array.array("Q", f.read(40))
-    if magic != 0x31544e434d4d564b:
-        sys.exit("no counter magic at 0x200000: 0x%x" % magic)
-    f.seek(start)
-    words = array.array("Q", f.read(length))
-new, old = ((counter + 1) * K) & M, (counter * K) & M
-i, n = 0, len(words)
-while i < n and words[i] == new ^ (start + 8 * i):
-    i += 1
-b = i
-while i < n and words[i] == old ^ (start + 8 * i):
-    i += 1
-if counter and i != n:
-    sys.exit("counter %d: word at 0x%x is 0x%x" % (counter, start + 8 * i, words[i]))
-print("counter %d, boundary at 0x%x: consistent" % (counter, start + 8 * b))
-EOF
+	check_memory "$tmp/dump-$1/memory.bin" "memory of $1"
 	echo "  memory after migration: $(cat "$tmp/dump")"
 }
 

@@ -10,125 +10,13 @@ case_name=$1
 kvmm=$2
 guest=$3
 
-# The guest: 8 MiB rewritten per pass, a line every 16 passes (a few lines per second here).
-EVERY=16
-CMDLINE="mb=8 every=$EVERY"
-MEM=128M
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 COUNTER_OFF=$((0x200008)) # guests/README.md: u64 counter at guest-physical 0x200008
 
-tmp=
-declare -A PIDS=()
-
-show() {
-	[ -n "$tmp" ] || return 0
-	for f in "$tmp"/*.out "$tmp"/*.err "$tmp"/ctl.err; do
-		[ -s "$f" ] && { echo "--- $(basename "$f"):"; tail -n 15 "$f"; }
-	done
-	return 0
-}
-fail() { echo "FAIL($case_name): $*"; show; exit 1; }
-skip() { echo "SKIP($case_name): $*"; exit 77; }
-cleanup() {
-	local t
-	for t in "${!PIDS[@]}"; do
-		kill -KILL "${PIDS[$t]}" 2>/dev/null
-	done
-	wait 2>/dev/null
-	[ -n "$tmp" ] && rm -rf "$tmp"
-}
-
-[ -e /dev/kvm ] || skip "/dev/kvm does not exist"
-if ! (exec 3<>/dev/kvm) 2>/dev/null; then
-	skip "/dev/kvm is not accessible to $(id -un)"
-fi
-[ -x "$kvmm" ] || fail "kvmm binary $kvmm missing"
-[ -r "$guest" ] || fail "guest $guest missing"
+require_kvm
 command -v python3 >/dev/null || skip "python3 is not installed (memory dump checks)"
+make_tmp kvmm-snap
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvmm-snap.XXXXXX")
-trap cleanup EXIT
-ulimit -c 0
-KVMM_RUNTIME_DIR="$tmp/run"
-export KVMM_RUNTIME_DIR
-mkdir -p "$KVMM_RUNTIME_DIR"
-
-# vm_start TAG ARGS...: kvmm run ARGS in the background, console on $tmp/TAG.out.
-vm_start() {
-	local tag=$1
-	shift
-	: >"$tmp/$tag.out"
-	"$kvmm" run "$@" --console stdio >"$tmp/$tag.out" 2>"$tmp/$tag.err" </dev/null &
-	PIDS[$tag]=$!
-}
-vm_alive() { kill -0 "${PIDS[$1]}" 2>/dev/null; }
-# counts TAG: the N of every complete "count=N" line of TAG's console.
-counts() { sed -n 's/^count=\([0-9][0-9]*\)\r*$/\1/p' "$tmp/$1.out"; }
-ncounts() { counts "$1" | wc -l; }
-last_count() { counts "$1" | tail -n 1; }
-first_count() { counts "$1" | head -n 1; }
-# wait_lines TAG N SECS: until TAG printed N count lines; fails if it exits first.
-wait_lines() {
-	local i=0
-	while [ "$(ncounts "$1")" -lt "$2" ]; do
-		vm_alive "$1" || { vm_reap "$1"; fail "$1 exited (status $rc) before $2 count lines"; }
-		[ $i -lt $(($3 * 10)) ] || fail "$1: $2 count lines did not appear in $3 s"
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
-# wait_above TAG VALUE SECS: until TAG printed a count above VALUE.
-wait_above() {
-	local i=0 c
-	while :; do
-		c=$(last_count "$1")
-		[ -n "$c" ] && [ "$c" -gt "$2" ] && return 0
-		vm_alive "$1" || { vm_reap "$1"; fail "$1 exited (status $rc) before counting past $2"; }
-		[ $i -lt $(($3 * 10)) ] || fail "$1 did not count past $2 in $3 s (last: ${c:-none})"
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
-# vm_reap TAG: wait for an exited VM; status in $rc.
-vm_reap() {
-	wait "${PIDS[$1]}" 2>/dev/null
-	rc=$?
-	unset "PIDS[$1]"
-}
-# vm_wait_exit TAG SECS: wait for TAG to exit, status in $rc; fails after SECS.
-vm_wait_exit() {
-	local i=0
-	while vm_alive "$1"; do
-		[ $i -lt $(($2 * 10)) ] || fail "$1 still running after $2 s"
-		sleep 0.1
-		i=$((i + 1))
-	done
-	vm_reap "$1"
-}
-# vm_check TAG: no guest FAIL line, no sanitizer report.
-vm_check() {
-	grep -q 'FAIL' "$tmp/$1.out" && fail "$1: guest reported: $(grep FAIL "$tmp/$1.out" | head -n 1)"
-	grep -q -e AddressSanitizer -e 'runtime error:' -e LeakSanitizer "$tmp/$1.err" &&
-		fail "$1: sanitizer report on stderr"
-	return 0
-}
-# vm_stop TAG: kvmm stop, exit status 0 within 10 s.
-vm_stop() {
-	ctl_ok stop "$1"
-	vm_wait_exit "$1" 10
-	[ "$rc" -eq 0 ] || fail "$1 exited $rc after kvmm stop, expected 0"
-	vm_check "$1"
-}
-# ctl VERB ARGS...: a control verb under a timeout; stdout in $tmp/ctl, status in $crc.
-ctl() {
-	timeout -k 2 60 "$kvmm" "$@" >"$tmp/ctl" 2>"$tmp/ctl.err" </dev/null
-	crc=$?
-	[ $crc -ne 124 ] && [ $crc -ne 137 ] || fail "kvmm $* hung"
-	return 0
-}
-ctl_ok() {
-	ctl "$@"
-	[ $crc -eq 0 ] || fail "kvmm $* exited $crc: $(cat "$tmp/ctl.err")"
-}
 # ctl_refused MSG VERB ARGS...: must exit 1 with one line on stderr.
 ctl_refused() {
 	local what=$1
@@ -138,56 +26,13 @@ ctl_refused() {
 	[ "$(wc -l <"$tmp/ctl.err")" -eq 1 ] ||
 		fail "$what: expected one line on stderr, got: $(cat "$tmp/ctl.err")"
 }
-vm_state() {
-	ctl_ok status "$1"
-	sed -n 's/^state  *//p' "$tmp/ctl"
-}
 # saved_count DIR: the counter in DIR/memory.bin.
 saved_count() {
 	od -An -t u8 -j $COUNTER_OFF -N 8 "$1/memory.bin" | tr -d ' '
 }
-# check_steps TAG: TAG's count lines go up by exactly EVERY each time.
-check_steps() {
-	counts "$1" | awk -v step=$EVERY '
-		NR > 1 && $1 != prev + step { print "count=" $1 " after count=" prev; bad = 1 }
-		{ prev = $1 }
-		END { exit bad }' >"$tmp/steps" || fail "$1: counter not in steps of $EVERY: $(head -n 3 "$tmp/steps")"
-}
-# check_dump DIR: memory.bin holds what guests/README.md says a paused counter guest
-# leaves: the magic, and pattern counter+1 below some boundary, pattern counter above.
+# check_dump DIR: DIR/memory.bin is what a paused counter guest leaves (lib.sh, check_memory).
 check_dump() {
-	python3 - "$1/memory.bin" >"$tmp/dump" 2>&1 <<'EOF' || fail "memory dump $1: $(cat "$tmp/dump")"
-import array, sys
-K = 0x9e3779b97f4a7c15
-M = (1 << 64) - 1
-with open(sys.argv[1], "rb") as f:
-    f.seek(0x200000)
-    hdr = array.array("Q", f.read(40))
-    magic, counter, start, length, passing = hdr
-    if magic != 0x31544e434d4d564b:
-        sys.exit("no counter magic at 0x200000: 0x%x" % magic)
-    if start != 0x400000 or length == 0 or length % 8:
-        sys.exit("region 0x%x+0x%x" % (start, length))
-    f.seek(start)
-    words = array.array("Q", f.read(length))
-if counter == 0:
-    print("counter 0: nothing to check")
-    sys.exit(0)
-new = ((counter + 1) * K) & M
-old = (counter * K) & M
-# Below the boundary: pattern counter+1; from it: pattern counter.
-i, n = 0, len(words)
-while i < n and words[i] == new ^ (start + 8 * i):
-    i += 1
-b = i
-while i < n and words[i] == old ^ (start + 8 * i):
-    i += 1
-if i != n:
-    sys.exit("counter %d: word at 0x%x is 0x%x, boundary at 0x%x" % (counter, start + 8 * i, words[i], start + 8 * b))
-if b and passing != counter + 1:
-    sys.exit("pass field %d with a boundary at 0x%x (counter %d)" % (passing, start + 8 * b, counter))
-print("counter %d, boundary at 0x%x: consistent" % (counter, start + 8 * b))
-EOF
+	check_memory "$1/memory.bin" "memory dump $1"
 }
 # restore_refused WHAT DIR: kvmm run --restore DIR must exit 1 with one line on stderr.
 restore_refused() {
@@ -229,7 +74,7 @@ restore)
 	# The original goes on past the saved count, then stops cleanly.
 	wait_above orig $((saved + 4 * EVERY)) 30
 	vm_stop orig
-	check_steps orig
+	check_steps "$tmp/orig.out"
 	orig_last=$(last_count orig)
 
 	vm_start rest --restore "$tmp/snap" --name rest
@@ -242,7 +87,7 @@ restore)
 		fail "restored guest's first count=$first is past the saved $saved + $EVERY"
 	[ "$first" -lt "$orig_last" ] ||
 		fail "restored guest's first count=$first is not below the original's later $orig_last"
-	check_steps rest
+	check_steps "$tmp/rest.out"
 	ctl_ok info rest
 	grep -q "$CMDLINE" "$tmp/ctl" || fail "kvmm info of the restored VM lacks the command line: $(cat "$tmp/ctl")"
 	vm_stop rest
@@ -251,7 +96,7 @@ restore)
 	wait_lines eager 3 30
 	[ "$(first_count eager)" = "$first" ] ||
 		fail "--restore-eager started at count=$(first_count eager), lazy at count=$first"
-	check_steps eager
+	check_steps "$tmp/eager.out"
 	vm_stop eager
 	;;
 paused)
@@ -274,7 +119,7 @@ paused)
 	[ "$(ncounts p)" -eq "$n" ] || fail "the paused VM printed count lines"
 	ctl_ok resume p
 	wait_above p $((saved + 2 * EVERY)) 30
-	check_steps p
+	check_steps "$tmp/p.out"
 	vm_stop p
 	# Both snapshots restore to the same count.
 	vm_start ra --restore "$tmp/a" --name ra
@@ -322,7 +167,7 @@ clones)
 		vm_stop $c
 	done
 	for c in c1 c2 c3; do
-		check_steps $c
+		check_steps "$tmp/$c.out"
 		f=$(first_count $c)
 		[ "$f" -ge "$saved" ] && [ "$f" -le $((saved + EVERY)) ] ||
 			fail "clone $c started at count=$f, the snapshot holds $saved"
@@ -411,7 +256,7 @@ refused)
 	ctl_refused "resume of a running VM" resume v
 	l=$(last_count v)
 	wait_above v $((l + EVERY)) 30
-	check_steps v
+	check_steps "$tmp/v.out"
 	vm_stop v
 	;;
 disk)
@@ -436,7 +281,7 @@ disk)
 	ctl_ok info --json r
 	grep -q -F "$disk" "$tmp/ctl" || fail "the restored VM has no disk: $(cat "$tmp/ctl")"
 	grep -q virtio-blk "$tmp/ctl" || echo "  note: kvmm info lists no virtio-blk device: $(tr -d '\n' <"$tmp/ctl")"
-	check_steps r
+	check_steps "$tmp/r.out"
 	vm_stop r
 	cmp -s "$disk" "$tmp/disk.orig" || fail "the disk changed (the guest never writes it)"
 	# The disk is gone: the restore is refused, not started without it.

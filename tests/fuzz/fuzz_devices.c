@@ -29,6 +29,7 @@
 #include "base/sbuf.h"
 #include "dev/acpi_pm.h"
 #include "dev/legacy.h"
+#include "input.h"
 #include "vmm/bus.h"
 
 #define MAX_OPS 4096
@@ -51,19 +52,6 @@ static const struct dev_desc *const devices[] = {
 	&serial_desc, &i8042_desc, &rtc_desc, &pci_host_desc, &acpi_pm_desc,
 };
 #define NDEV (sizeof(devices) / sizeof(devices[0]))
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t next(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
 
 struct fuzz_vm {
 	unsigned requests;

@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "base/err.h"
+#include "config.h"
 #include "migrate/stream.h"
 #include "vmm/snapshot.h"
 #include "vmm/vm.h"
@@ -43,23 +44,6 @@ static void fix_crcs(uint8_t *b, size_t len, size_t off)
 		memcpy(b + off + 4, &crc, 4);
 		off += MSG_HDR + n;
 	}
-}
-
-static void free_config(struct vm_config *cfg)
-{
-	unsigned i;
-
-	free((void *)cfg->boot.cmdline);
-	free((void *)cfg->boot.kernel);
-	free((void *)cfg->boot.initrd);
-	for (i = 0; i < VM_MAX_DISKS; i++) {
-		free((void *)cfg->disks[i].path);
-		free((void *)cfg->disks[i].format);
-		free((void *)cfg->disks[i].serial);
-		free((void *)cfg->disks[i].snap_mode);
-		free((void *)cfg->disks[i].snap_name);
-	}
-	memset(cfg, 0, sizeof(*cfg));
 }
 
 /* The destination's checks on one message; 0 to go on, -1 when it would refuse. */

@@ -8,6 +8,7 @@
 
 #include "base/err.h"
 #include "base/sbuf.h"
+#include "config.h"
 #include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
@@ -111,24 +112,6 @@ static void check_state(const uint8_t *data, size_t size, int fix)
 	sbuf_free(&secs);
 	sbuf_free(&all);
 	snap_state_free(&st);
-}
-
-/* snap_parse_config's strings are kept for the process's life; free them per input. */
-static void free_config(struct vm_config *cfg)
-{
-	unsigned i;
-
-	free((void *)cfg->boot.cmdline);
-	free((void *)cfg->boot.kernel);
-	free((void *)cfg->boot.initrd);
-	for (i = 0; i < VM_MAX_DISKS; i++) {
-		free((void *)cfg->disks[i].path);
-		free((void *)cfg->disks[i].format);
-		free((void *)cfg->disks[i].serial);
-		free((void *)cfg->disks[i].snap_mode);
-		free((void *)cfg->disks[i].snap_name);
-	}
-	memset(cfg, 0, sizeof(*cfg));
 }
 
 static void check_config(const uint8_t *data, size_t size)

@@ -40,7 +40,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/sbuf.h"
-#include "dev/legacy.h"
+#include "input.h"
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
 
@@ -66,26 +66,6 @@
 		fputc('\n', stderr);                  \
 		abort();                              \
 	} while (0)
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t next(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint16_t next16(struct input *in)
-{
-	uint16_t lo = next(in);
-
-	return (uint16_t)(lo | next(in) << 8);
-}
 
 struct h {
 	struct fake f;
@@ -523,8 +503,7 @@ static struct h *get_dev(bool ro, unsigned nq)
 	h->nq = nq;
 	fake_loop(&h->f);
 	fake_msi(&h->f);
-	h->host = fake_create(&h->f, &pci_host_desc);
-	h->f.ctx.pci = h->host;
+	h->host = fake_pci_host(&h->f);
 	if (virtio_blk_create(&h->f.ctx, &o, &h->vd, &e))
 		FATAL("virtio_blk_create: %s", e.msg);
 	fake_out(&h->f, X86_PORT_PCI_CONFIG, 4, 0x80000000u | 1u << 11 | 0x10);

@@ -18,45 +18,14 @@
  *     resets the device; the normal test afterwards proves it works again. skip=MASK
  *     leaves out the cases whose bit (1 << index in hostile_names[]) is set.
  * Prints "virtio-blk: OK" / "virtio-rng: OK" per device, then SUCCESS. */
-#include "lib/guest.h"
+#include "lib/vpci.h"
 
-#define PCI_VENDOR_VIRTIO 0x1af4
 #define PCI_DEVICE_BLK 0x1042
 #define PCI_DEVICE_RNG 0x1044
-#define PCI_CMD_MEM 0x2
-#define PCI_CMD_MASTER 0x4
-#define PCI_CMD_INTX_OFF 0x400
-#define PCI_STATUS_CAPS 0x10
-#define PCI_CAP_VENDOR 0x09
 
-/* virtio_pci_cap cfg_type (4.1.4). */
-#define CAP_COMMON 1
-#define CAP_NOTIFY 2
-#define CAP_ISR 3
-#define CAP_DEVICE 4
-
-/* Common configuration layout (4.1.4.3). */
+/* Device features, in the common configuration (4.1.4.3). */
 #define CC_DFSELECT 0x00
 #define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_STATUS 0x14
-#define CC_QSELECT 0x16
-#define CC_QSIZE 0x18
-#define CC_QMSIX 0x1a
-#define CC_QENABLE 0x1c
-#define CC_QNOTIFY_OFF 0x1e
-#define CC_QDESC 0x20
-#define CC_QDRIVER 0x28
-#define CC_QDEVICE 0x30
-
-/* Device status (2.1). */
-#define ST_ACK 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-#define ST_NEEDS_RESET 0x40
-#define ST_FAILED 0x80
 
 #define DESC_NEXT 1
 #define DESC_WRITE 2
@@ -102,9 +71,8 @@ struct seg {
 };
 
 struct vdev {
-	uint8_t slot, fn;
-	uint16_t id;
-	uintptr_t common, isr, device, notify;
+	struct vpci p; /* the transport (lib/vpci.c) */
+	uintptr_t qnotify; /* queue 0's notify address */
 	uint16_t qsize, avail, used;
 	struct rings *r;
 };
@@ -123,188 +91,31 @@ static uint8_t wbuf[MAX_CHUNK * SECTOR] __attribute__((aligned(4096)));
 static uint8_t rbuf[MAX_CHUNK * SECTOR] __attribute__((aligned(4096)));
 static uint8_t small[64] __attribute__((aligned(64)));
 
-static inline uint16_t inw(uint16_t port)
-{
-	uint16_t v;
-	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-static inline void mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static const char *dev_name(const struct vdev *d) { return d->p.name; }
+static uint8_t status(const struct vdev *d) { return vpci_status(&d->p); }
 
-/* --- PCI configuration mechanism #1 (ports 0xcf8/0xcfc), bus 0 --- */
-static void cfg_addr(const struct vdev *d, unsigned off)
-{
-	outl(0xcf8, 0x80000000u | (uint32_t)d->slot << 11 | (uint32_t)d->fn << 8 | (off & 0xfc));
-}
-static uint32_t cfg_rd32(const struct vdev *d, unsigned off)
-{
-	cfg_addr(d, off);
-	return inl(0xcfc);
-}
-static uint8_t cfg_rd8(const struct vdev *d, unsigned off)
-{
-	cfg_addr(d, off);
-	return inb((uint16_t)(0xcfc + (off & 3)));
-}
-static uint16_t cfg_rd16(const struct vdev *d, unsigned off)
-{
-	cfg_addr(d, off);
-	return inw((uint16_t)(0xcfc + (off & 2)));
-}
-static void cfg_wr16(const struct vdev *d, unsigned off, uint16_t v)
-{
-	cfg_addr(d, off);
-	outw((uint16_t)(0xcfc + (off & 2)), v);
-}
-
-/* --- MMIO (identity-mapped user pages below 4 GiB) --- */
-static uint8_t rd8(uintptr_t a) { return *(volatile uint8_t *)a; }
-static uint16_t rd16(uintptr_t a) { return *(volatile uint16_t *)a; }
-static uint32_t rd32(uintptr_t a) { return *(volatile uint32_t *)a; }
-static void wr8(uintptr_t a, uint8_t v) { *(volatile uint8_t *)a = v; }
-static void wr16(uintptr_t a, uint16_t v) { *(volatile uint16_t *)a = v; }
-static void wr32(uintptr_t a, uint32_t v) { *(volatile uint32_t *)a = v; }
-/* 64-bit fields as two 32-bit writes, low half first (4.1.3.1). */
-static void wr64(uintptr_t a, uint64_t v)
-{
-	wr32(a, (uint32_t)v);
-	wr32(a + 4, (uint32_t)(v >> 32));
-}
-
-static const char *dev_name(const struct vdev *d)
-{
-	return d->id == PCI_DEVICE_BLK ? "virtio-blk" : d->id == PCI_DEVICE_RNG ? "virtio-rng" :
-									 "virtio";
-}
-
-/* The address a memory BAR was assigned (by the VMM; we do not move it). */
-static uint64_t bar_addr(const struct vdev *d, unsigned bar)
-{
-	if (bar > 5)
-		fail("%02x.%x: capability names BAR %u", d->slot, d->fn, bar);
-	uint32_t lo = cfg_rd32(d, 0x10 + 4 * bar);
-	if (lo & 1)
-		fail("%02x.%x: BAR %u is an I/O BAR", d->slot, d->fn, bar);
-	uint64_t a = lo & ~0xfULL;
-	if (((lo >> 1) & 3) == 2) {
-		if (bar == 5)
-			fail("%02x.%x: 64-bit BAR 5", d->slot, d->fn);
-		a |= (uint64_t)cfg_rd32(d, 0x14 + 4 * bar) << 32;
-	}
-	if (!a || a >= 0x100000000ULL)
-		fail("%02x.%x: BAR %u at 0x%lx: not assigned or above 4 GiB (not mapped)", d->slot,
-		     d->fn, bar, a);
-	return a;
-}
-
-/* Walk the capability list for the four virtio structures (4.1.4). */
+/* The four virtio structures (4.1.4) and queue 0's notify address. */
 static void find_caps(struct vdev *d)
 {
-	uint32_t mult = 0;
-	unsigned guard = 0;
-
-	if (!(cfg_rd16(d, 0x06) & PCI_STATUS_CAPS))
-		fail("%s at %02x.%x: no capability list", dev_name(d), d->slot, d->fn);
-	for (unsigned p = cfg_rd8(d, 0x34) & 0xfc; p; p = cfg_rd8(d, p + 1) & 0xfc) {
-		if (++guard > 48 || p < 0x40)
-			fail("%s: capability list loops or points into the header", dev_name(d));
-		if (cfg_rd8(d, p) != PCI_CAP_VENDOR)
-			continue;
-		uint8_t type = cfg_rd8(d, p + 3);
-		if (type < CAP_COMMON || type > CAP_DEVICE)
-			continue;
-		uintptr_t a = (uintptr_t)(bar_addr(d, cfg_rd8(d, p + 4)) + cfg_rd32(d, p + 8));
-		uint32_t len = cfg_rd32(d, p + 12);
-		/* The first capability of each type is the preferred one (4.1.4). */
-		switch (type) {
-		case CAP_COMMON:
-			if (!d->common && len >= 0x38)
-				d->common = a;
-			break;
-		case CAP_NOTIFY:
-			if (!d->notify) {
-				d->notify = a;
-				mult = cfg_rd32(d, p + 16);
-			}
-			break;
-		case CAP_ISR:
-			if (!d->isr)
-				d->isr = a;
-			break;
-		case CAP_DEVICE:
-			if (!d->device)
-				d->device = a;
-			break;
-		}
-	}
-	if (!d->common || !d->notify || !d->isr)
-		fail("%s: missing common, notify or ISR capability", dev_name(d));
-	if (d->id == PCI_DEVICE_BLK && !d->device)
+	vpci_find_caps(&d->p);
+	if (d->p.id == PCI_DEVICE_BLK && !d->p.device)
 		fail("%s: missing device capability", dev_name(d));
-	/* Queue 0's notify address; the multiplier is kept for later queues' offsets. */
-	wr16(d->common + CC_QSELECT, 0);
-	d->notify += (uintptr_t)rd16(d->common + CC_QNOTIFY_OFF) * mult;
+	d->qnotify = vpci_queue_notify(&d->p, 0);
 	printf("%s at 00:%02x.%x: common 0x%lx notify 0x%lx (multiplier %u) isr 0x%lx device "
 	       "0x%lx\n",
-	       dev_name(d), d->slot, d->fn, (uint64_t)d->common, (uint64_t)d->notify, mult,
-	       (uint64_t)d->isr, (uint64_t)d->device);
-}
-
-static uint8_t status(const struct vdev *d) { return rd8(d->common + CC_STATUS); }
-
-static void reset(struct vdev *d)
-{
-	wr8(d->common + CC_STATUS, 0);
-	/* Reset completes when the status reads back 0 (4.1.4.3.2). */
-	for (int i = 0; status(d) != 0; i++) {
-		if (i > 100000)
-			fail("%s: status stays 0x%x after reset", dev_name(d), status(d));
-		cpu_relax();
-	}
+	       dev_name(d), d->p.slot, d->p.fn, (uint64_t)d->p.common, (uint64_t)d->qnotify,
+	       d->p.mult, (uint64_t)d->p.isr, (uint64_t)d->p.device);
 }
 
 /* Driver initialization (3.1.1): VERSION_1 only, queue 0 with up to 16 entries. */
 static void init(struct vdev *d)
 {
-	reset(d);
-	wr8(d->common + CC_STATUS, ST_ACK);
-	wr8(d->common + CC_STATUS, ST_ACK | ST_DRIVER);
-	wr32(d->common + CC_DFSELECT, 1);
-	if (!(rd32(d->common + CC_DF) & 1))
-		fail("%s: VIRTIO_F_VERSION_1 (bit 32) not offered", dev_name(d));
-	wr32(d->common + CC_GFSELECT, 0);
-	wr32(d->common + CC_GF, 0);
-	wr32(d->common + CC_GFSELECT, 1);
-	wr32(d->common + CC_GF, 1);
-	wr8(d->common + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-	if (!(status(d) & ST_FEATURES_OK))
-		fail("%s: FEATURES_OK not accepted (status 0x%x)", dev_name(d), status(d));
-
-	wr16(d->common + CC_QSELECT, 0);
-	uint16_t max = rd16(d->common + CC_QSIZE);
-	if (max == 0)
-		fail("%s: queue 0 not available", dev_name(d));
-	d->qsize = max < QSIZE_MAX ? max : QSIZE_MAX;
+	vpci_negotiate(&d->p, 0);
 	memset(d->r, 0, sizeof(*d->r));
 	d->avail = d->used = 0;
-	wr16(d->common + CC_QSIZE, d->qsize);
-	wr16(d->common + CC_QMSIX, 0xffff); /* no vector: we poll */
-	wr64(d->common + CC_QDESC, (uintptr_t)d->r->desc);
-	wr64(d->common + CC_QDRIVER, (uintptr_t)&d->r->avail_flags);
-	wr64(d->common + CC_QDEVICE, (uintptr_t)&d->r->used_flags);
-	wr16(d->common + CC_QENABLE, 1);
-	if (rd16(d->common + CC_QENABLE) != 1)
-		fail("%s: queue 0 did not enable (status 0x%x)", dev_name(d), status(d));
-	wr8(d->common + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-	uint8_t s = status(d);
-	if (s & (ST_NEEDS_RESET | ST_FAILED) || !(s & ST_DRIVER_OK))
-		fail("%s: status 0x%x after DRIVER_OK", dev_name(d), s);
+	d->qsize = vpci_queue_setup(&d->p, 0, QSIZE_MAX, (uintptr_t)d->r->desc,
+				    (uintptr_t)&d->r->avail_flags, (uintptr_t)&d->r->used_flags);
+	vpci_driver_ok(&d->p);
 }
 
 /* Publish descriptor head and ring the doorbell. */
@@ -314,7 +125,7 @@ static void publish(struct vdev *d, uint16_t head)
 	mb();
 	d->r->avail_idx = ++d->avail;
 	mb();
-	wr16(d->notify, 0); /* queue index (no VIRTIO_F_NOTIFICATION_DATA) */
+	wr16(d->qnotify, 0); /* queue index (no VIRTIO_F_NOTIFICATION_DATA) */
 }
 
 /* Wait for the used ring to move: the used length, -1 on timeout, -2 on NEEDS_RESET. */
@@ -333,7 +144,7 @@ static int64_t wait_used(struct vdev *d)
 			return len;
 		}
 		if ((i & 0xfff) == 0) {
-			if (status(d) & ST_NEEDS_RESET)
+			if (status(d) & VIRTIO_ST_NEEDS_RESET)
 				return -2;
 			if ((int64_t)(rdtsc() - end) > 0)
 				return -1;
@@ -437,9 +248,9 @@ static void blk_test(struct vdev *d)
 
 	if (chunk == 0 || chunk > MAX_CHUNK)
 		fail("chunk=%lu: give 1 to %d sectors", chunk, MAX_CHUNK);
-	uint64_t cap = rd32(d->device) | (uint64_t)rd32(d->device + 4) << 32;
-	wr32(d->common + CC_DFSELECT, 0);
-	uint32_t f0 = rd32(d->common + CC_DF);
+	uint64_t cap = rd32(d->p.device) | (uint64_t)rd32(d->p.device + 4) << 32;
+	wr32(d->p.common + CC_DFSELECT, 0);
+	uint32_t f0 = rd32(d->p.common + CC_DF);
 	printf("virtio-blk: capacity %lu sectors, features[0:31] 0x%x\n", cap, f0);
 	if (lba + count > cap)
 		fail("virtio-blk: lba=%lu count=%lu beyond the capacity (%lu)", lba, count, cap);
@@ -587,7 +398,7 @@ static void hostile_submit(struct vdev *d, int c)
 	blk_hdr.reserved = 0;
 	blk_hdr.sector = 0;
 	/* A well-formed start: the header (readable) for blk, a buffer for rng. */
-	int blk = d->id == PCI_DEVICE_BLK;
+	int blk = d->p.id == PCI_DEVICE_BLK;
 	t[0] = (struct desc){ blk ? (uintptr_t)&blk_hdr : (uintptr_t)small, blk ? 16 : 64,
 			      blk ? 0 : DESC_WRITE, 0 };
 	t[1] = (struct desc){ (uintptr_t)rbuf, SECTOR, DESC_WRITE, 0 };
@@ -643,7 +454,7 @@ static void hostile(struct vdev *d)
 
 	for (uint64_t r = 0; r < rounds; r++) {
 		for (int c = 0; c < H_CASES; c++) {
-			if ((c == H_NO_HEADER && d->id != PCI_DEVICE_BLK) || (skip >> c & 1))
+			if ((c == H_NO_HEADER && d->p.id != PCI_DEVICE_BLK) || (skip >> c & 1))
 				continue;
 			n++;
 			init(d);
@@ -668,28 +479,17 @@ static void hostile(struct vdev *d)
 
 static void scan(void)
 {
-	for (unsigned slot = 0; slot < 32; slot++) {
-		for (unsigned fn = 0; fn < 8; fn++) {
-			struct vdev d = { .slot = (uint8_t)slot, .fn = (uint8_t)fn };
-			uint32_t id = cfg_rd32(&d, 0);
-			if ((id & 0xffff) == 0xffff) {
-				if (fn == 0)
-					break;
-				continue;
-			}
-			if ((id & 0xffff) == PCI_VENDOR_VIRTIO) {
-				d.id = (uint16_t)(id >> 16);
-				if (d.id != PCI_DEVICE_BLK && d.id != PCI_DEVICE_RNG) {
-					printf("virtio device 0x%x at 00:%02x.%x: not ours, skipped\n",
-					       d.id, slot, fn);
-				} else if (ndevs < MAX_DEVS) {
-					d.r = &rings[ndevs];
-					devs[ndevs++] = d;
-				}
-			}
-			/* Functions 1-7 exist only on multi-function devices. */
-			if (fn == 0 && !(cfg_rd8(&d, 0x0e) & 0x80))
-				break;
+	struct vpci p;
+	unsigned pos = 0;
+
+	while (vpci_next(&p, &pos)) {
+		if (p.id != PCI_DEVICE_BLK && p.id != PCI_DEVICE_RNG) {
+			printf("virtio device 0x%x at 00:%02x.%x: not ours, skipped\n", p.id, p.slot,
+			       p.fn);
+		} else if (ndevs < MAX_DEVS) {
+			p.name = p.id == PCI_DEVICE_BLK ? "virtio-blk" : "virtio-rng";
+			devs[ndevs] = (struct vdev){ .p = p, .r = &rings[ndevs] };
+			ndevs++;
 		}
 	}
 }
@@ -703,16 +503,15 @@ void guest_main(void)
 		fail("no virtio-blk or virtio-rng device on PCI bus 0");
 	for (int i = 0; i < ndevs; i++) {
 		struct vdev *d = &devs[i];
-		uint16_t cmd = cfg_rd16(d, 0x04);
-		cfg_wr16(d, 0x04, (uint16_t)(cmd | PCI_CMD_MEM | PCI_CMD_MASTER | PCI_CMD_INTX_OFF));
+		vpci_enable(&d->p);
 		find_caps(d);
 		if (host)
 			hostile(d);
 		init(d);
-		if (d->id == PCI_DEVICE_BLK)
+		if (d->p.id == PCI_DEVICE_BLK)
 			blk_test(d);
 		else
 			rng_test(d);
-		reset(d);
+		vpci_reset(&d->p);
 	}
 }

@@ -161,6 +161,20 @@ for _ in range(20):
 			rm -f "$tmp/qmp"
 		done
 		;;
+	net)
+		# QEMU's virtio-net-pci on a tap in a network namespace, with the host-side peer:
+		# net.sh runs the same exchange as for kvmm.
+		name=net
+		"$(dirname "$0")/net.sh" "qemu-$accel" none "$guest" >"$tmp/out" 2>"$tmp/err"
+		rc=$?
+		if [ $rc -eq 77 ]; then
+			echo "SKIP(qemu-$accel net): $(tail -n 1 "$tmp/out")"
+		elif [ $rc -ne 0 ]; then
+			bad "net.sh qemu-$accel: $(grep -m 1 'FAIL' "$tmp/out")"
+		else
+			echo "PASS(qemu-$accel net)"
+		fi
+		;;
 	*)
 		echo "qemu.sh: no expectation for $guest" >&2
 		failed=1

@@ -88,27 +88,27 @@ int tap_open_fd(int fd, struct tap *t, struct err *e)
 	t->fd = -1;
 	fl = fcntl(fd, F_GETFL);
 	if (fd < 0 || fl < 0)
-		return err_set(e, EBADF, "fd %d is not open", fd);
+		return err_set(e, EBADF, "not an open file descriptor");
 	memset(&ifr, 0, sizeof(ifr));
 	if (ioctl(fd, TUNGETIFF, &ifr) == 0) {
 		if ((ifr.ifr_flags & (IFF_TAP | IFF_TUN)) != IFF_TAP)
-			return err_set(e, EINVAL, "fd %d: %.*s is a tun, not a tap", fd, IFNAMSIZ,
+			return err_set(e, EINVAL, "%.*s is a tun, not a tap", IFNAMSIZ,
 				       ifr.ifr_name);
 		/* The header flag can only be chosen when the fd is attached (TUNSETIFF). */
 		if (!(ifr.ifr_flags & IFF_VNET_HDR) || (ifr.ifr_flags & IFF_NO_PI) != IFF_NO_PI)
-			return err_set(e, EINVAL, "fd %d: tap %.*s must be opened with IFF_NO_PI and "
-				       "IFF_VNET_HDR", fd, IFNAMSIZ, ifr.ifr_name);
+			return err_set(e, EINVAL, "tap %.*s must be opened with IFF_NO_PI and "
+				       "IFF_VNET_HDR", IFNAMSIZ, ifr.ifr_name);
 		snprintf(t->ifname, sizeof(t->ifname), "%.*s", IFNAMSIZ - 1, ifr.ifr_name);
 		t->is_tap = true;
 	} else if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &sl) == 0) {
 		if (type != SOCK_DGRAM && type != SOCK_SEQPACKET)
-			return err_set(e, EINVAL, "fd %d: a socket must be datagram or seqpacket "
-				       "(one frame per message)", fd);
+			return err_set(e, EINVAL, "a socket must be datagram or seqpacket "
+				       "(one frame per message)");
 	} else {
-		return err_set(e, EINVAL, "fd %d is neither a tap nor a socket", fd);
+		return err_set(e, EINVAL, "neither a tap nor a socket");
 	}
 	if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-		return err_set(e, errno, "fd %d: %s", fd, strerror(errno));
+		return err_set(e, errno, "%s", strerror(errno));
 	t->fd = fd;
 	if (t->is_tap) {
 		int r = tap_configure(t, e);

@@ -34,7 +34,8 @@ struct tap {
  * closed) unless a persistent one by that name exists.
  */
 int tap_open(const char *ifname, struct tap *t, struct err *e);
-/* Adopt an open fd: a tap opened with IFF_VNET_HDR, or a datagram socket. */
+/* Adopt an open fd: a tap opened with IFF_VNET_HDR, or a datagram socket. The messages
+ * do not name fd (it may be a copy): the caller says which fd it was. */
 int tap_open_fd(int fd, struct tap *t, struct err *e);
 /* Which TAP_OFFLOAD_* the tap may use in frames it gives us; 0 for sockets. */
 int tap_set_offload(struct tap *t, unsigned offloads);

@@ -741,7 +741,8 @@ static int net_open_backend(struct virtio_net *n, const struct net_opts *o, stru
 		r = tap_open_fd(fd, &n->tap, e);
 		if (r) {
 			close(fd);
-			return err_prefix(e, r, "--net");
+			/* The caller's number, not our copy's. */
+			return err_prefix(e, r, "--net fd=%d", o->fd);
 		}
 	} else {
 		r = tap_open(o->tap, &n->tap, e);

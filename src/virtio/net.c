@@ -386,7 +386,11 @@ static void net_notify(void *priv, struct virtio_dev *vd, unsigned q)
 	if (q == TXQ) {
 		tx_process(n, vd);
 	} else if (q == RXQ) {
-		/* New receive buffers: deliver a waiting frame and listen to the tap again. */
+		/*
+		 * New receive buffers: deliver a waiting frame and listen to the tap again.
+		 * No more receive kicks until the buffers run out (rx_deliver asks again).
+		 */
+		virtq_set_notify(&vd->vq[RXQ], false);
 		rx_arm(n, true);
 		rx_process(n, vd);
 	}

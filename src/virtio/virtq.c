@@ -181,7 +181,7 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 		i = d.next;
 	}
 	q->last_avail++;
-	if (q->event_idx)
+	if (q->event_idx && !q->no_notify)
 		st16(q, q->used_gpa + USED_AVAIL_EVENT(q->size), q->last_avail);
 	return 1;
 }
@@ -233,7 +233,9 @@ void virtq_set_notify(struct virtq *q, bool enable)
 {
 	if (!q->ready)
 		return;
+	q->no_notify = !enable;
 	if (q->event_idx) {
+		/* A stale avail_event is one the driver's next additions never cross. */
 		if (enable)
 			st16(q, q->used_gpa + USED_AVAIL_EVENT(q->size), q->last_avail);
 	} else {

@@ -31,6 +31,8 @@ struct virtq {
 	uint16_t used_idx;   /* next used entry to fill */
 	uint16_t signalled_used; /* used_idx at the last interrupt (EVENT_IDX) */
 	bool signalled_valid;
+	/* virtq_set_notify(false) in force: with EVENT_IDX, pops leave avail_event behind. */
+	bool no_notify;
 };
 
 /* A buffer taken from the avail ring: out (device-readable) iovecs first, then in (writable). */
@@ -56,7 +58,11 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e);
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
 /* After pushes: does the driver want an interrupt now? (flags or used_event). */
 bool virtq_need_interrupt(struct virtq *q);
-/* Ask (or stop asking) the driver for notifications (used flags or avail_event). */
+/*
+ * Ask (or stop asking) the driver for notifications (used flags or avail_event).
+ * After enabling, look at the ring again: the driver may have added work before
+ * it saw the change.
+ */
 void virtq_set_notify(struct virtq *q, bool enable);
 /* True when the avail ring has entries we have not taken. */
 bool virtq_has_work(struct virtq *q);

@@ -54,6 +54,8 @@
 #define NET_BUF_MAX (TAP_VNET_HDR_LEN + NET_FRAME_MAX)
 /* Frames taken from the tap per wakeup: the loop's other users get their turn. */
 #define RX_BATCH 64
+/* Frames sent per transmit notification, for the same reason. */
+#define TX_BUDGET 256
 
 #define NET_STATE_V1 1
 
@@ -351,7 +353,8 @@ static bool tx_one(struct virtio_net *n, struct virtio_dev *vd, struct virtq_ele
 static void tx_process(struct virtio_net *n, struct virtio_dev *vd)
 {
 	struct virtq *q = &vd->vq[TXQ];
-	bool pushed = false;
+	unsigned budget = TX_BUDGET;
+	bool pushed = false, requeued = false;
 	int got;
 
 	for (;;) {
@@ -364,7 +367,14 @@ static void tx_process(struct virtio_net *n, struct virtio_dev *vd)
 			if (virtq_push(q, n->tx_elem.head, 0))
 				return;
 			pushed = true;
+			/* A driver that keeps the ring full must not keep the loop to itself. */
+			if (--budget == 0 && virtio_queue_requeue(vd, TXQ)) {
+				requeued = true;
+				break;
+			}
 		}
+		if (requeued)
+			break; /* notifications stay off: the loop calls us again */
 		if (got < 0) {
 			virtio_needs_reset(vd, "malformed descriptor chain on the transmit queue");
 			return;

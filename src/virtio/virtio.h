@@ -91,6 +91,13 @@ int virtio_pci_create(const struct dev_ctx *ctx, const struct virtio_dev_ops *op
 void virtio_pci_destroy(struct virtio_dev *vd);
 /* Interrupt the driver for queue q if it wants one (vd->lock held). */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
+/*
+ * Serve queue q again from the event loop, after the loop's other users: a device
+ * that stops taking requests at its budget calls this so that what is left on
+ * the ring is not stranded. False when there is no event loop (device tests):
+ * the caller must then carry on itself.
+ */
+bool virtio_queue_requeue(struct virtio_dev *vd, unsigned q);
 /* Signal a configuration change (vd->lock held). */
 void virtio_config_interrupt(struct virtio_dev *vd);
 /* The driver broke the protocol: log (rate limited), set NEEDS_RESET, stop the device. */

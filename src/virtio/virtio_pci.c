@@ -405,6 +405,16 @@ static void kick(struct virtio_pci *vp, unsigned q)
 		vp->vd.ops->queue_notify(vp->vd.priv, &vp->vd, q);
 }
 
+bool virtio_queue_requeue(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_pci *vp = vd->transport;
+	uint64_t one = 1;
+
+	if (q >= vd->ops->nqueues || !vp->kick_watched[q])
+		return false;
+	return write(vp->kick_fd[q], &one, sizeof(one)) == (ssize_t)sizeof(one);
+}
+
 static void msix_table_rw(struct virtio_pci *vp, uint32_t off, uint8_t *data, uint32_t len,
 			  bool wr)
 {

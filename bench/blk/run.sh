@@ -18,7 +18,9 @@
 # Output: '#' lines (machine, load, commands), then one line per figure:
 #   blk NAME UNIT: kvmm X, PEER Y, ratio R (kvmm/PEER; higher is better)
 # Values are medians over the rounds; timing is the guest's rdtsc around each workload,
-# converted with the host's TSC rate (the guests run with the host's TSC).
+# converted with the host's TSC rate (the guests run with the host's TSC). A '# cpu' line per
+# VMM gives the median user and system CPU seconds of its whole run (boot included; the
+# polling vCPU counts as user time), from /usr/bin/time when installed.
 set -eu
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 B=${1:-/tmp/build-bench-blk}
@@ -91,18 +93,23 @@ echo "# guest: $GUEST cmdline '$CMDLINE'"
 echo "# kvmm: $B/kvmm run --kernel GUEST --memory 256M --disk path=DISK --cmdline '...'"
 echo "# qemu: $QEMU -accel kvm -M pc -m 256 -nodefaults -display none -serial stdio -kernel GUEST -append '...' -drive file=DISK,if=none,id=d,format=raw,aio=io_uring,cache=MODE -device virtio-blk-pci,drive=d,disable-legacy=on"
 
-run_vmm() { # name: writes $W/NAME.ROUND.out
-	local name=$1 round=$2 out=$W/$1.$2.out
+timed() { # FILE COMMAND...: user and system seconds of COMMAND into FILE
+	local f=$1
+	shift
+	if [ -x /usr/bin/time ]; then /usr/bin/time -o "$f" -f '%U %S' "$@"; else "$@"; fi
+}
+run_vmm() { # name: writes $W/NAME.ROUND.out (and NAME.ROUND.cpu)
+	local name=$1 round=$2 out=$W/$1.$2.out cpu=$W/$1.$2.cpu
 	case $name in
 	kvmm)
 		cat "$DISK" >/dev/null
-		$TS timeout 600 "$B/kvmm" run --kernel "$GUEST" --memory 256M --disk "path=$DISK" \
+		timed "$cpu" $TS timeout 600 "$B/kvmm" run --kernel "$GUEST" --memory 256M --disk "path=$DISK" \
 			--cmdline "$CMDLINE" </dev/null >"$out" 2>&1 || true ;;
 	qemu-wb | qemu-none)
 		local mode=writeback
 		[ "$name" = qemu-none ] && mode=none
 		cat "$DISK" >/dev/null
-		$TS timeout 900 "$QEMU" -accel kvm -M pc -m 256 -nodefaults -no-user-config -display none \
+		timed "$cpu" $TS timeout 900 "$QEMU" -accel kvm -M pc -m 256 -nodefaults -no-user-config -display none \
 			-serial stdio -kernel "$GUEST" -append "$CMDLINE" \
 			-drive "file=$DISK,if=none,id=d,format=raw,aio=io_uring,cache=$mode" \
 			-device virtio-blk-pci,drive=d,disable-legacy=on </dev/null >"$out" 2>&1 || true ;;
@@ -176,6 +183,18 @@ for name in order:
             continue
         print('blk %s %s: kvmm %.0f, %s %.0f, ratio %.2f (kvmm/%s, higher is better; %s)'
               % (name, unit, k, peer, p, k / p, peer, what))
+for vmm in ('kvmm', 'qemu-wb', 'qemu-none'):
+    cpu = []
+    for path in glob.glob(os.path.join(w, vmm + '.*.cpu')):
+        try:
+            u, s = open(path).read().split()[-2:]
+            if os.path.exists(path[:-4] + '.out'):
+                cpu.append((float(u), float(s)))
+        except ValueError:
+            pass
+    if cpu:
+        print('# cpu %s: user %.2f s, system %.2f s (medians of %d runs)'
+              % (vmm, statistics.median(c[0] for c in cpu), statistics.median(c[1] for c in cpu), len(cpu)))
 for vmm in ('kvmm', 'qemu-wb', 'qemu-none'):
     runs = res.get(vmm, {})
     print('# %s rounds: %s' % (vmm, ', '.join('%s %s' % (n, '/'.join('%.0f' % x for x in runs.get(n, []))) for n in order)))

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* block.c: opening images and their backing chains, the request worker, the synchronous API. */
+/* block.c: opening images and their backing chains, request checks, creating images. */
 #include "block/block.h"
+#include "block/block_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +16,6 @@
 
 #include "base/log.h"
 #include "base/util.h"
-
-struct image_aio {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t work;	 /* worker waits for requests */
-	pthread_cond_t finished; /* synchronous callers and drain wait here */
-	struct blk_req *sq_head, *sq_tail; /* submitted, not started */
-	struct blk_req *cq_head, *cq_tail; /* finished, callbacks not run */
-	unsigned pending;		   /* submitted and not yet finished */
-	int efd;
-	bool stop;
-};
 
 const char *image_format_name(enum image_format f)
 {
@@ -171,14 +161,12 @@ int image_open(const char *path, const struct image_open_opts *o, struct image *
 	return open_one(path, o ? o : &def, 0, ids, out, e);
 }
 
-static void aio_stop(struct image *img);
-
 void image_close(struct image *img)
 {
 	if (!img)
 		return;
 	if (img->aio)
-		aio_stop(img);
+		image_aio_stop(img);
 	if (img->ops && img->ops->close)
 		img->ops->close(img);
 	image_close(img->backing);
@@ -199,17 +187,8 @@ uint64_t image_actual_size(struct image *img)
 	return (uint64_t)st.st_blocks * 512;
 }
 
-static uint64_t iov_bytes(const struct iovec *iov, int cnt)
-{
-	uint64_t n = 0;
-
-	for (int i = 0; i < cnt; i++)
-		n += iov[i].iov_len;
-	return n;
-}
-
 /* Range and permission checks shared by both APIs. */
-static int req_check(struct image *img, const struct blk_req *r)
+int image_req_check(struct image *img, const struct blk_req *r)
 {
 	uint64_t len = 0, size = img->ops->size(img);
 
@@ -239,7 +218,7 @@ static int req_check(struct image *img, const struct blk_req *r)
 int image_execute(struct image *img, struct blk_req *r)
 {
 	const struct image_ops *ops = img->ops;
-	int ret = req_check(img, r);
+	int ret = image_req_check(img, r);
 
 	if (ret < 0)
 		return ret;
@@ -257,272 +236,6 @@ int image_execute(struct image *img, struct blk_req *r)
 					 : -EOPNOTSUPP;
 	}
 	return -EINVAL;
-}
-
-/* ---- the worker ---- */
-
-/*
- * io_uring does not order the requests of one submission, so a request joins
- * a batch only when it is a read or write that overlaps no write in it (and,
- * being a write, no read either): the result is then the same as in order.
- */
-static bool batchable(struct blk_req **batch, int n, const struct blk_req *r)
-{
-	uint64_t s, e;
-
-	if (r->op != BLK_READ && r->op != BLK_WRITE)
-		return false;
-	s = r->offset;
-	e = s + iov_bytes(r->iov, r->iovcnt);
-	for (int i = 0; i < n; i++) {
-		uint64_t bs = batch[i]->offset, be = bs + iov_bytes(batch[i]->iov, batch[i]->iovcnt);
-
-		if ((r->op == BLK_WRITE || batch[i]->op == BLK_WRITE) && s < be && bs < e)
-			return false;
-	}
-	return true;
-}
-
-static void *aio_worker(void *arg)
-{
-	struct image *img = arg;
-	struct image_aio *a = img->aio;
-
-	pthread_mutex_lock(&a->lock);
-	for (;;) {
-		struct blk_req *r, *batch[IO_BATCH_MAX];
-		uint64_t one = 1;
-		int ret, n;
-
-		while (!a->sq_head && !a->stop)
-			pthread_cond_wait(&a->work, &a->lock);
-		if (!a->sq_head && a->stop)
-			break;
-		/* Take a run of reads and writes when the driver can batch them, else one request. */
-		n = 0;
-		do {
-			r = a->sq_head;
-			a->sq_head = r->next;
-			batch[n++] = r;
-		} while (img->ops->rw_batch && n < IO_BATCH_MAX && a->sq_head &&
-			 (r->op == BLK_READ || r->op == BLK_WRITE) && batchable(batch, n, a->sq_head));
-		if (!a->sq_head)
-			a->sq_tail = NULL;
-		pthread_mutex_unlock(&a->lock);
-
-		if (n == 1) {
-			batch[0]->ret = image_execute(img, batch[0]);
-		} else {
-			struct blk_req *ok[IO_BATCH_MAX];
-			int m = 0;
-
-			for (int i = 0; i < n; i++) {
-				ret = req_check(img, batch[i]);
-				batch[i]->ret = ret;
-				if (ret == 0)
-					ok[m++] = batch[i];
-			}
-			if (m)
-				img->ops->rw_batch(img, ok, m);
-		}
-
-		pthread_mutex_lock(&a->lock);
-		for (int i = 0; i < n; i++) {
-			r = batch[i];
-			r->next = NULL;
-			a->pending--;
-			if (!r->done)
-				continue; /* a synchronous caller waits on `finished` */
-			if (a->cq_tail)
-				a->cq_tail->next = r;
-			else
-				a->cq_head = r;
-			a->cq_tail = r;
-		}
-		if (a->cq_head && write(a->efd, &one, sizeof(one)) < 0)
-			log_debug("block: eventfd write: %s", strerror(errno));
-		pthread_cond_broadcast(&a->finished);
-	}
-	pthread_mutex_unlock(&a->lock);
-	return NULL;
-}
-
-int image_aio_start(struct image *img, struct err *e)
-{
-	struct image_aio *a;
-	int ret;
-
-	if (img->aio)
-		return 0;
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return err_set(e, ENOMEM, "out of memory");
-	a->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (a->efd < 0) {
-		ret = err_set(e, errno, "eventfd: %s", strerror(errno));
-		free(a);
-		return ret;
-	}
-	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->work, NULL);
-	pthread_cond_init(&a->finished, NULL);
-	img->aio = a;
-	ret = pthread_create(&a->thread, NULL, aio_worker, img);
-	if (ret) {
-		close(a->efd);
-		free(a);
-		img->aio = NULL;
-		return err_set(e, ret, "cannot start the I/O thread: %s", strerror(ret));
-	}
-	return 0;
-}
-
-int image_aio_fd(struct image *img)
-{
-	return img->aio ? img->aio->efd : -1;
-}
-
-int image_submit(struct image *img, struct blk_req *req)
-{
-	struct image_aio *a = img->aio;
-
-	if (!a)
-		return -ESHUTDOWN;
-	req->next = NULL;
-	req->ret = 1; /* in flight */
-	pthread_mutex_lock(&a->lock);
-	if (a->stop) {
-		pthread_mutex_unlock(&a->lock);
-		return -ESHUTDOWN;
-	}
-	if (a->sq_tail)
-		a->sq_tail->next = req;
-	else
-		a->sq_head = req;
-	a->sq_tail = req;
-	a->pending++;
-	pthread_cond_signal(&a->work);
-	pthread_mutex_unlock(&a->lock);
-	return 0;
-}
-
-int image_aio_complete(struct image *img)
-{
-	struct image_aio *a = img->aio;
-	struct blk_req *list;
-	uint64_t cnt;
-	int n = 0;
-
-	if (!a)
-		return 0;
-	if (read(a->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		log_debug("block: eventfd read: %s", strerror(errno));
-	pthread_mutex_lock(&a->lock);
-	list = a->cq_head;
-	a->cq_head = a->cq_tail = NULL;
-	pthread_mutex_unlock(&a->lock);
-	while (list) {
-		struct blk_req *next = list->next;
-
-		list->done(list, list->ret);
-		list = next;
-		n++;
-	}
-	return n;
-}
-
-void image_aio_drain(struct image *img)
-{
-	struct image_aio *a = img->aio;
-
-	if (!a)
-		return;
-	pthread_mutex_lock(&a->lock);
-	while (a->pending)
-		pthread_cond_wait(&a->finished, &a->lock);
-	pthread_mutex_unlock(&a->lock);
-	image_aio_complete(img);
-}
-
-static void aio_stop(struct image *img)
-{
-	struct image_aio *a = img->aio;
-
-	image_aio_drain(img);
-	pthread_mutex_lock(&a->lock);
-	a->stop = true;
-	pthread_cond_signal(&a->work);
-	pthread_mutex_unlock(&a->lock);
-	pthread_join(a->thread, NULL);
-	image_aio_complete(img);
-	close(a->efd);
-	pthread_mutex_destroy(&a->lock);
-	pthread_cond_destroy(&a->work);
-	pthread_cond_destroy(&a->finished);
-	free(a);
-	img->aio = NULL;
-}
-
-/* ---- the synchronous API ---- */
-
-static int run_sync(struct image *img, struct blk_req *r)
-{
-	struct image_aio *a = img->aio;
-	int ret;
-
-	if (!a)
-		return image_execute(img, r);
-	r->done = NULL; /* the worker wakes us instead of queueing a callback */
-	ret = image_submit(img, r);
-	if (ret < 0)
-		return ret;
-	pthread_mutex_lock(&a->lock);
-	while (r->ret == 1)
-		pthread_cond_wait(&a->finished, &a->lock);
-	pthread_mutex_unlock(&a->lock);
-	return r->ret;
-}
-
-int image_readv(struct image *img, uint64_t off, const struct iovec *iov, int iovcnt)
-{
-	struct blk_req r = { .op = BLK_READ, .offset = off, .iov = iov, .iovcnt = iovcnt };
-	return run_sync(img, &r);
-}
-
-int image_writev(struct image *img, uint64_t off, const struct iovec *iov, int iovcnt)
-{
-	struct blk_req r = { .op = BLK_WRITE, .offset = off, .iov = iov, .iovcnt = iovcnt };
-	return run_sync(img, &r);
-}
-
-int image_pread(struct image *img, uint64_t off, void *buf, size_t len)
-{
-	struct iovec v = { buf, len };
-	return image_readv(img, off, &v, 1);
-}
-
-int image_pwrite(struct image *img, uint64_t off, const void *buf, size_t len)
-{
-	struct iovec v = { (void *)buf, len };
-	return image_writev(img, off, &v, 1);
-}
-
-int image_flush(struct image *img)
-{
-	struct blk_req r = { .op = BLK_FLUSH };
-	return run_sync(img, &r);
-}
-
-int image_discard(struct image *img, uint64_t off, uint64_t len)
-{
-	struct blk_req r = { .op = BLK_DISCARD, .offset = off, .len = len };
-	return run_sync(img, &r);
-}
-
-int image_write_zeroes(struct image *img, uint64_t off, uint64_t len, unsigned flags)
-{
-	struct blk_req r = { .op = BLK_WRITE_ZEROES, .offset = off, .len = len, .flags = flags };
-	return run_sync(img, &r);
 }
 
 int image_block_status(struct image *img, uint64_t off, uint64_t len, uint64_t *pnum,

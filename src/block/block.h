@@ -30,10 +30,16 @@
  * block the calling thread and must not be called concurrently on one image.
  * A VMM must never call them from a vCPU thread: it calls image_aio_start()
  * once, then image_submit() from any thread. A per-image worker thread
- * executes requests in submission order (so a FLUSH covers every request
- * submitted before it; consecutive reads and writes of a raw image go to
- * io_uring together, up to IO_BATCH_MAX), posts finished requests to a list and
- * signals an eventfd (image_aio_fd()). The owner polls that fd in its event
+ * executes requests as if in submission order: a FLUSH, DISCARD or
+ * WRITE_ZEROES starts once everything before it has finished (so a FLUSH
+ * covers every request submitted before it), and a read or write waits for
+ * earlier requests it overlaps (a write: any; a read: writes). For a raw image
+ * with io_uring, reads stay in flight together in the ring (up to
+ * IO_RING_DEPTH - 1) while the worker does the buffered writes itself, and
+ * requests that continue each other are merged into one transfer (block.c,
+ * "The pipeline"); qcow2 sends runs of reads and writes to io_uring together
+ * (up to IO_BATCH_MAX). Finished requests go to a list and the worker signals
+ * an eventfd (image_aio_fd()), once per run. The owner polls that fd in its event
  * loop and calls image_aio_complete(), which runs the completion callbacks on
  * the caller's thread. While the worker runs, the synchronous functions
  * below route through it, so `kvmm img` and the VMM share one path.
@@ -102,6 +108,10 @@ struct image_ops {
 	/* Run several checked READ/WRITE requests at once, setting each one's ret (raw:
 	 * one io_uring submission). NULL: the worker runs requests one at a time. */
 	void (*rw_batch)(struct image *img, struct blk_req **reqs, int n);
+	/* READ/WRITE are the file's own bytes at the same offsets (raw): with io_uring the
+	 * worker runs them through its pipeline (reads in the ring, merged runs) instead
+	 * of calling rw_batch. */
+	bool rw_passthrough;
 	/* Write one whole compressed cluster (qcow2 only: convert -c). */
 	int (*write_compressed)(struct image *img, uint64_t off, const void *buf, size_t len);
 };
@@ -125,6 +135,7 @@ struct blk_req {
 	void *opaque;
 	/* Private to the block layer. */
 	int ret;
+	bool finished; /* set under the worker's lock once it no longer touches the request */
 	struct blk_req *next;
 };
 
@@ -173,6 +184,15 @@ int image_aio_start(struct image *img, struct err *e);
 int image_aio_fd(struct image *img);
 /* Queue a request; never blocks on I/O. Returns 0 or -EINVAL/-EROFS/-ESHUTDOWN. */
 int image_submit(struct image *img, struct blk_req *req);
+/*
+ * Between image_plug() and image_unplug() (nested: the outermost pair counts),
+ * submitted requests wait and the worker is woken once, at image_unplug(), to
+ * find them all (one wake-up per guest notification, and the whole run in view
+ * for merging). Only for short stretches on one thread, such as one pass over
+ * a virtqueue: a synchronous call from another thread waits for the unplug.
+ */
+void image_plug(struct image *img);
+void image_unplug(struct image *img);
 /* Run done() for every finished request; returns how many ran. Never blocks. */
 int image_aio_complete(struct image *img);
 /* Block until every submitted request has finished (then run their callbacks). */

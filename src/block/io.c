@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,7 +26,7 @@ void io_init(struct io_engine *io, int fd, bool try_uring)
 		struct io_uring *r = calloc(1, sizeof(*r));
 
 		/* Fails under seccomp filters or on kernels without io_uring. */
-		if (r && io_uring_queue_init(2 * IO_BATCH_MAX, r, 0) == 0) {
+		if (r && io_uring_queue_init(IO_RING_DEPTH, r, 0) == 0) {
 			io->ring = r;
 			io->uring = true;
 			return;
@@ -89,12 +90,15 @@ static ssize_t io_once(struct io_engine *io, bool write, const struct iovec *iov
 	return n < 0 ? -errno : n;
 }
 
+/* Vectors per system call: a virtio-blk request has up to 126, a merged run up to 128. */
+#define IO_RW_IOV 128
+
 static int io_rw(struct io_engine *io, bool write, const struct iovec *iov, int cnt, uint64_t off)
 {
-	struct iovec local[16], *v = local;
+	struct iovec local[IO_RW_IOV], *v = local;
 	int ret = 0;
 
-	/* Callers pass at most 16 vectors (io_rw_alloc splits longer lists). */
+	/* Callers pass at most IO_RW_IOV vectors (io_rw_alloc splits longer lists). */
 	if (cnt <= 0 || cnt > (int)ARRAY_SIZE(local))
 		return cnt <= 0 ? 0 : -EINVAL;
 	memcpy(v, iov, sizeof(*v) * cnt);
@@ -142,9 +146,9 @@ static int io_rw_alloc(struct io_engine *io, bool write, const struct iovec *iov
 {
 	int ret = 0;
 
-	/* io_rw works on a private copy of at most 16 vectors. */
-	for (int i = 0; i < cnt && ret == 0; i += 16) {
-		int n = MIN(16, cnt - i);
+	/* io_rw works on a private copy of at most IO_RW_IOV vectors. */
+	for (int i = 0; i < cnt && ret == 0; i += IO_RW_IOV) {
+		int n = MIN(IO_RW_IOV, cnt - i);
 		size_t bytes = 0;
 
 		ret = io_rw(io, write, iov + i, n, off);
@@ -241,6 +245,70 @@ void io_batch(struct io_engine *io, struct io_op *ops, int n)
 #endif
 	for (int i = 0; i < n; i++)
 		ops[i].ret = io_rw_alloc(io, ops[i].write, ops[i].iov, ops[i].iovcnt, ops[i].off);
+}
+
+int io_queue_rw(struct io_engine *io, bool write, const struct iovec *iov, int iovcnt,
+		uint64_t off, uint64_t tag)
+{
+#ifdef HAVE_LIBURING
+	struct io_uring_sqe *sqe = io->uring ? io_uring_get_sqe(io->ring) : NULL;
+
+	if (!sqe)
+		return io->uring ? -EBUSY : -EOPNOTSUPP;
+	if (write)
+		io_uring_prep_writev(sqe, io->fd, iov, (unsigned)iovcnt, off);
+	else
+		io_uring_prep_readv(sqe, io->fd, iov, (unsigned)iovcnt, off);
+	io_uring_sqe_set_data64(sqe, tag);
+	return 0;
+#else
+	(void)io, (void)write, (void)iov, (void)iovcnt, (void)off, (void)tag;
+	return -EOPNOTSUPP;
+#endif
+}
+
+int io_queue_poll(struct io_engine *io, int fd, uint64_t tag)
+{
+#ifdef HAVE_LIBURING
+	struct io_uring_sqe *sqe = io->uring ? io_uring_get_sqe(io->ring) : NULL;
+
+	if (!sqe)
+		return io->uring ? -EBUSY : -EOPNOTSUPP;
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, tag);
+	return 0;
+#else
+	(void)io, (void)fd, (void)tag;
+	return -EOPNOTSUPP;
+#endif
+}
+
+int io_submit_reap(struct io_engine *io, bool wait, struct io_cqe *out, int max)
+{
+#ifdef HAVE_LIBURING
+	struct io_uring *r = io->ring;
+	struct io_uring_cqe *cqe;
+	unsigned head;
+	int ret, n = 0;
+
+	if (!io->uring)
+		return -EOPNOTSUPP;
+	ret = wait && !io_uring_cq_ready(r) ? io_uring_submit_and_wait(r, 1) : io_uring_submit(r);
+	if (ret < 0)
+		return ret;
+	io_uring_for_each_cqe(r, head, cqe) {
+		if (n == max)
+			break;
+		out[n].tag = io_uring_cqe_get_data64(cqe);
+		out[n].res = cqe->res;
+		n++;
+	}
+	io_uring_cq_advance(r, (unsigned)n);
+	return n;
+#else
+	(void)io, (void)wait, (void)out, (void)max;
+	return -EOPNOTSUPP;
+#endif
 }
 
 int io_fdatasync(struct io_engine *io)

@@ -42,6 +42,24 @@ struct io_op {
 	int ret;
 };
 void io_batch(struct io_engine *io, struct io_op *ops, int n);
+/*
+ * Requests kept in flight (io_uring only; the image worker's pipeline): queue any
+ * number, io_submit_reap() submits them and returns finished ones by tag, as they
+ * finish. At most IO_RING_DEPTH may be in flight. res is what the kernel returned
+ * (bytes moved, possibly short, or a negative errno): the caller checks it.
+ */
+#define IO_RING_DEPTH (2 * IO_BATCH_MAX)
+struct io_cqe {
+	uint64_t tag;
+	int res;
+};
+int io_queue_rw(struct io_engine *io, bool write, const struct iovec *iov, int iovcnt,
+		uint64_t off, uint64_t tag);
+/* Completes (res = poll mask) once fd is readable; one-shot, queue it again after. */
+int io_queue_poll(struct io_engine *io, int fd, uint64_t tag);
+/* Submit what is queued; with wait, block until at least one completion. Returns how many
+ * were stored in out (up to max) or a negative errno (-EINTR: call again). */
+int io_submit_reap(struct io_engine *io, bool wait, struct io_cqe *out, int max);
 /* Deallocate (punch) or zero a range; -EOPNOTSUPP when the filesystem cannot. */
 int io_punch(struct io_engine *io, uint64_t off, uint64_t len);
 int io_zero(struct io_engine *io, uint64_t off, uint64_t len);

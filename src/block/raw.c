@@ -130,6 +130,7 @@ static const struct image_ops raw_ops = {
 	.block_status = raw_block_status,
 	.truncate = raw_truncate,
 	.rw_batch = raw_rw_batch,
+	.rw_passthrough = true,
 };
 
 int raw_open(struct image *img, struct err *e)

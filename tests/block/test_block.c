@@ -130,6 +130,15 @@ static void test_qcow2_basic(void **state)
 	assert_int_equal(qemu_check(p), 0);
 }
 
+static size_t iov_len_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
 struct aio_ctx {
 	int done, errors;
 };
@@ -209,6 +218,112 @@ static void test_aio(void **state)
 	(void)state;
 	aio_run(IMAGE_FMT_QCOW2);
 	aio_run(IMAGE_FMT_RAW);
+}
+
+/*
+ * Many requests in flight at once over a small area, so that they overlap:
+ * reads (several vectors each), writes, FLUSH, DISCARD and WRITE_ZEROES, with a
+ * synchronous read now and then. Whatever runs together, every read must see
+ * the disk as it was at its place in submission order, and the file must end as
+ * the requests say, in order (raw: the io_uring pipeline; qcow2: batches).
+ */
+static void aio_order_run(enum image_format fmt, bool uring)
+{
+	enum { AREA = 64 * 1024, N = 400, SEG = 2048 };
+	struct image_create_opts co = { .format = fmt, .size = 1 * MiB, .cluster_size = 4096 };
+	struct image_open_opts oo = { .format = fmt, .no_uring = !uring };
+	static uint8_t model[AREA], bufs[N][3 * SEG], want[N][3 * SEG], back[AREA];
+	static struct iovec iov[N][3];
+	static struct blk_req req[N];
+	struct aio_ctx ctx = { 0 };
+	uint64_t rng = 0x2545f4914f6cdd1dULL;
+	char p[300];
+	struct image *img;
+	struct err e;
+	uint64_t prev_end = 0;
+	int submitted = 0;
+
+	path_of(p, fmt == IMAGE_FMT_RAW ? "order.raw" : "order.qcow2");
+	assert_int_equal(image_create(p, &co, &e), 0);
+	assert_int_equal(image_open(p, &oo, &img, &e), 0);
+	assert_int_equal(image_aio_start(img, &e), 0);
+	memset(model, 0, sizeof(model));
+	for (int i = 0; i < N; i++) {
+		unsigned kind, segs, len;
+		uint64_t off;
+
+		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+		kind = (unsigned)(rng % 20);
+		segs = 1 + (unsigned)(rng >> 8) % 3;
+		len = segs * SEG;
+		off = ((rng >> 16) % (AREA / 512 - 3 * SEG / 512)) * 512;
+		if ((rng >> 40) % 3 && prev_end + len <= AREA)
+			off = prev_end; /* runs that continue each other (merged) */
+		prev_end = off + len;
+		req[i] = (struct blk_req){ .offset = off, .done = aio_done, .opaque = &ctx };
+		for (unsigned k = 0; k < segs; k++)
+			iov[i][k] = (struct iovec){ bufs[i] + k * SEG, SEG };
+		if (kind < 8) {
+			req[i].op = BLK_READ;
+			memset(bufs[i], 0xee, len);
+			memcpy(want[i], model + off, len); /* the disk at this point */
+		} else if (kind < 17) {
+			req[i].op = BLK_WRITE;
+			for (unsigned k = 0; k < len; k++)
+				bufs[i][k] = (uint8_t)(i * 7 + k / 512);
+			memcpy(model + off, bufs[i], len);
+		} else if (kind == 17) {
+			req[i].op = BLK_FLUSH;
+		} else {
+			/* Whole clusters: qcow2 leaves a partial one alone (discard is a hint). */
+			req[i].op = kind == 18 ? BLK_WRITE_ZEROES : BLK_DISCARD;
+			req[i].offset = off &= ~4095ULL;
+			req[i].len = len = 4096 * (1 + segs % 2);
+			memset(model + off, 0, len); /* both read back as zeroes here */
+		}
+		if (req[i].op == BLK_READ || req[i].op == BLK_WRITE) {
+			req[i].iov = iov[i];
+			req[i].iovcnt = (int)segs;
+		}
+		if (i % 10 == 0)
+			image_plug(img); /* as virtio-blk does for one pass over a queue */
+		assert_int_equal(image_submit(img, &req[i]), 0);
+		submitted++;
+		if (i % 97 == 96) {
+			/* The synchronous API queues behind everything submitted so far. */
+			uint8_t rd[SEG];
+
+			assert_int_equal(image_pread(img, off, rd, sizeof(rd)), 0);
+			assert_memory_equal(rd, model + off, sizeof(rd));
+		}
+		if (i % 10 == 9)
+			image_unplug(img);
+		if (i % 50 == 49) {
+			struct pollfd pfd = { .fd = image_aio_fd(img), .events = POLLIN };
+
+			if (poll(&pfd, 1, 0) > 0)
+				image_aio_complete(img);
+		}
+	}
+	image_aio_drain(img);
+	assert_int_equal(ctx.done, submitted);
+	assert_int_equal(ctx.errors, 0);
+	for (int i = 0; i < N; i++)
+		if (req[i].op == BLK_READ)
+			assert_memory_equal(bufs[i], want[i], iov_len_total(iov[i], req[i].iovcnt));
+	assert_int_equal(image_pread(img, 0, back, sizeof(back)), 0);
+	assert_memory_equal(back, model, sizeof(back));
+	image_close(img);
+	if (fmt == IMAGE_FMT_QCOW2)
+		assert_int_equal(qemu_check(p), 0);
+}
+
+static void test_aio_order(void **state)
+{
+	(void)state;
+	aio_order_run(IMAGE_FMT_RAW, true);
+	aio_order_run(IMAGE_FMT_RAW, false);
+	aio_order_run(IMAGE_FMT_QCOW2, true);
 }
 
 /* ---- randomised differential test: qcow2 driver vs raw driver vs memory ---- */
@@ -570,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_raw_basic),
 		cmocka_unit_test(test_qcow2_basic),
 		cmocka_unit_test(test_aio),
+		cmocka_unit_test(test_aio_order),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_backing_loop),
 		cmocka_unit_test(test_corrupt_bit),

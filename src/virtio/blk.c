@@ -36,7 +36,7 @@
 #define SECTOR 512ULL
 #define BLK_SEG_MAX 126
 /* Requests taken per notification before the loop's other users get their turn. */
-#define BLK_NOTIFY_BUDGET 256
+#define BLK_NOTIFY_BUDGET 64
 #define BLK_SIZE_MAX (1u << 20) /* bytes per segment */
 #define BLK_QUEUE_SIZE 256
 #define BLK_ID_BYTES 20

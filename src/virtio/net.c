@@ -55,7 +55,7 @@
 /* Frames taken from the tap per wakeup: the loop's other users get their turn. */
 #define RX_BATCH 64
 /* Frames sent per transmit notification, for the same reason. */
-#define TX_BUDGET 256
+#define TX_BUDGET 64
 
 #define NET_STATE_V1 1
 

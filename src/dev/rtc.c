@@ -30,6 +30,9 @@
 #define B_24H 0x02
 #define D_VRT 0x80
 
+/* Largest clock offset from the host's, in seconds (~34,800 years: past century 255). */
+#define RTC_OFFSET_MAX (1LL << 40)
+
 struct rtc_regs {
 	uint8_t index;
 	uint8_t cmos[128];
@@ -106,7 +109,13 @@ static void rtc_set_field(struct rtc *c, unsigned idx, uint8_t v)
 		break;
 	case RTC_MDAY: tm.tm_mday = val; break;
 	case RTC_MON: tm.tm_mon = val - 1; break;
-	case RTC_YEAR: tm.tm_year = (tm.tm_year / 100) * 100 + val; break;
+	case RTC_YEAR:
+		/* 0-99 within the century: a larger binary value would carry into it, and
+		 * repeated writes would push the clock past what a saved state may hold. */
+		if (val > 99)
+			return;
+		tm.tm_year = (tm.tm_year / 100) * 100 + val;
+		break;
 	case RTC_CENTURY: tm.tm_year = (val - 19) * 100 + tm.tm_year % 100; break;
 	default: return;
 	}
@@ -115,7 +124,8 @@ static void rtc_set_field(struct rtc *c, unsigned idx, uint8_t v)
 		return;
 	want = timegm(&tm);
 	now = time(NULL);
-	if (want != (time_t)-1)
+	/* Within what rtc_load accepts, so every state the guest reaches can be restored. */
+	if (want != (time_t)-1 && want - now <= RTC_OFFSET_MAX && want - now >= -RTC_OFFSET_MAX)
 		c->r.offset = (int64_t)(want - now);
 }
 
@@ -239,8 +249,7 @@ static int rtc_load(void *priv, const uint8_t *buf, size_t len)
 	if (len != 1 + sizeof(r) || buf[0] != 1)
 		return -EINVAL;
 	memcpy(&r, buf + 1, sizeof(r));
-	/* A guest moves its clock by at most ~2^39.5 s (century 255, binary mode). */
-	if (r.index > 127 || r.offset > (1LL << 40) || r.offset < -(1LL << 40))
+	if (r.index > 127 || r.offset > RTC_OFFSET_MAX || r.offset < -RTC_OFFSET_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
 	c->r = r;

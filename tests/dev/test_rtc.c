@@ -464,6 +464,26 @@ static void test_load_offset_bounds(void **state)
 	assert_int_equal(rtc_desc.save(t->dev, &s1), 0);
 	assert_int_equal(rtc_desc.load(t->dev, s1.data, s1.len), 0);
 	assert_int_equal(rd(t, R_CENT), 255);
+	/*
+	 * Found by fuzz_devices: binary year values above 99 carried into the century,
+	 * so repeated writes pushed the clock past what load accepts. Whatever the
+	 * guest writes, its state must load back.
+	 */
+	for (int i = 0; i < 200; i++)
+		wr(t, R_YEAR, 255);
+	sbuf_free(&s1);
+	assert_int_equal(rtc_desc.save(t->dev, &s1), 0);
+	assert_int_equal(rtc_desc.load(t->dev, s1.data, s1.len), 0);
+	/* The largest offset load takes, then the guest moves to the end of that year. */
+	off = (int64_t)1 << 40;
+	memcpy(s1.data + s1.len - 8, &off, 8);
+	assert_int_equal(rtc_desc.load(t->dev, s1.data, s1.len), 0);
+	wr(t, R_MON, 12);
+	wr(t, R_MDAY, 31);
+	wr(t, R_HOUR, 23);
+	sbuf_free(&s1);
+	assert_int_equal(rtc_desc.save(t->dev, &s1), 0);
+	assert_int_equal(rtc_desc.load(t->dev, s1.data, s1.len), 0);
 	sbuf_free(&s0);
 	sbuf_free(&s1);
 }

@@ -2,7 +2,9 @@
 /* timer.c: waits in ring 3, interrupts enabled, until ticks= (default 20) timer interrupts
  * arrived. Default: the local APIC timer, periodic, vector 0x40. With pit=1:
  * PIT channel 0 at 1 kHz through the IOAPIC (GSI from the MADT's IRQ0 override), vector
- * 0x41 (gsi=N overrides the MADT's GSI). */
+ * 0x41 (gsi=N overrides the MADT's GSI). With deadline=1: the local APIC timer in
+ * TSC-deadline mode, re-armed period= (default 20M) TSC cycles ahead after each interrupt,
+ * printing count=N per interrupt (what snapshot tests follow across a restore). */
 #include "lib/guest.h"
 
 #define LAPIC_VECTOR 0x40
@@ -77,6 +79,35 @@ static void stop_pit(void)
 	outb(0x43, 0x30); /* mode 0 with no count written: the output stays low */
 }
 
+#define MSR_TSC_DEADLINE 0x6e0
+
+/* One-shot TSC deadlines, one after another: an interrupt that never comes fails. */
+static void run_deadline(uint64_t want, uint64_t period)
+{
+	uint32_t eax = 1, ebx, ecx = 0, edx;
+
+	__asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+	if (!(ecx & 1u << 24))
+		fail("no TSC-deadline timer in CPUID");
+	lapic_write(LAPIC_LVT_TIMER, LAPIC_VECTOR | 2u << 17); /* TSC-deadline mode */
+	for (uint64_t n = 1; n <= want; n++) {
+		uint32_t seen = irq_count[LAPIC_VECTOR];
+		uint64_t t0 = rdtsc();
+
+		wrmsr_r3(MSR_TSC_DEADLINE, t0 + period);
+		while (irq_count[LAPIC_VECTOR] == seen) {
+			cpu_relax();
+			if (rdtsc() - t0 > period + 10000000000ULL) /* 2.5-5 s late */
+				fail("no interrupt for the TSC deadline armed at %lu (+%lu)", t0, period);
+		}
+		printf("count=%lu\n", n);
+	}
+	lapic_write(LAPIC_LVT_TIMER, 1u << 16); /* masked */
+	for (uint32_t v = 0; v < 256; v++)
+		if (v != LAPIC_VECTOR && v != 0xff && irq_count[v])
+			fail("unexpected interrupt on vector 0x%x (%u times)", v, irq_count[v]);
+}
+
 void guest_main(void)
 {
 	uint64_t want = cmdline_u64("ticks", 20);
@@ -85,6 +116,10 @@ void guest_main(void)
 	uint32_t vector = pit ? PIT_VECTOR : LAPIC_VECTOR;
 
 	lapic_write(LAPIC_SVR, 0x100 | 0xff); /* software enable, spurious vector 0xff */
+	if (cmdline_u64("deadline", 0)) {
+		run_deadline(want, cmdline_u64("period", 20000000));
+		return;
+	}
 	if (pit) {
 		start_pit();
 	} else {

@@ -230,11 +230,23 @@ fault_common:
 	jne report
 	testb $3, 24(%rsp)
 	jz report
+	movq $UD2_WRMSR, %rdx
+	cmpq %rdx, %rax
+	je r0_wrmsr
 	movq $UD2_TRIPLE_FAULT, %rdx
 	cmpq %rdx, %rax
 	jne report
 	lidt idt_null_ptr /* limit 0: the next exception cannot be delivered */
 	ud2
+/* The ring-3 WRMSR request: MSR RCX = RSI; RAX and RDX are clobbered. */
+r0_wrmsr:
+	movq %rsi, %rax
+	movq %rsi, %rdx
+	shrq $32, %rdx
+	wrmsr
+	addq $2, 16(%rsp) /* past the ud2 */
+	addq $16, %rsp
+	iretq
 report:
 	movq (%rsp), %r8
 	movq 8(%rsp), %r9

@@ -86,6 +86,13 @@ __attribute__((noreturn)) void poweroff(void);
 void i8042_reset(void);
 /* ud2 from ring 3 with a magic RAX: ring 0 loads an empty IDT and faults again. */
 void triple_fault(void);
+/* WRMSR from ring 3: a ud2 request that ring 0 carries out (entry.S). */
+static inline void wrmsr_r3(uint32_t msr, uint64_t v)
+{
+	uint64_t req = UD2_WRMSR;
+
+	__asm__ volatile("ud2" : "+a"(req) : "c"(msr), "S"(v) : "rdx", "memory");
+}
 
 /* Provided by each guest. */
 void guest_main(void);

@@ -22,5 +22,7 @@
 
 /* RAX values that turn a ring-3 `ud2` into a request to ring 0 (see entry.S). */
 #define UD2_TRIPLE_FAULT 0x7472697031ULL
+/* ud2 from ring 3 with this RAX: ring 0 writes MSR RCX with RSI and returns past the ud2. */
+#define UD2_WRMSR 0x77726d7372ULL
 
 #endif

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* state.c: saving and loading the KVM-held state of vCPUs and the VM (snapshots, migration). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -19,6 +20,7 @@
 #define VM_MAGIC 0x4d56564bu /* "KVVM" */
 #define VM_VERSION 1
 #define MAX_MSRS 1024
+#define MSR_TSC_DEADLINE 0x6e0
 
 struct vcpu_fixed {
 	struct kvm_regs regs;
@@ -116,7 +118,9 @@ int kvm_vcpu_save_state(const struct kvm *k, struct kvm_vcpu *v, struct sbuf *ou
 
 int kvm_vcpu_load_state(const struct kvm *k, struct kvm_vcpu *v, const uint8_t *buf, size_t len)
 {
-	uint32_t hdr[2], xlen, nmsrs;
+	uint32_t hdr[2], xlen, nmsrs, i;
+	struct kvm_msr_entry deadline = { 0 };
+	bool has_deadline = false;
 	struct vcpu_fixed f;
 	struct kvm_msrs *m;
 	struct kvm_xsave *xs;
@@ -156,8 +160,23 @@ int kvm_vcpu_load_state(const struct kvm *k, struct kvm_vcpu *v, const uint8_t *
 		free(xs);
 		return -ENOMEM;
 	}
-	m->nmsrs = nmsrs;
-	memcpy(m->entries, buf + off, nmsrs * sizeof(struct kvm_msr_entry));
+	/*
+	 * The TSC deadline goes last, after the local APIC: KVM ignores a write to it
+	 * while the APIC timer is not in TSC-deadline mode, and a fresh vCPU's is not,
+	 * so a pending deadline loaded with the other MSRs would be lost.
+	 */
+	m->nmsrs = 0;
+	for (i = 0; i < nmsrs; i++) {
+		struct kvm_msr_entry e;
+
+		memcpy(&e, buf + off + i * sizeof(e), sizeof(e));
+		if (e.index == MSR_TSC_DEADLINE) {
+			deadline = e;
+			has_deadline = true;
+		} else {
+			m->entries[m->nmsrs++] = e;
+		}
+	}
 
 	/* Order matters: sregs before MSRs/LAPIC, events and MP state last (api.rst). */
 	r = 0;
@@ -165,10 +184,17 @@ int kvm_vcpu_load_state(const struct kvm *k, struct kvm_vcpu *v, const uint8_t *
 	    ioctl(v->fd, KVM_SET_XSAVE, xs) < 0 ||
 	    (f.has_xcrs && ioctl(v->fd, KVM_SET_XCRS, &f.xcrs) < 0))
 		r = -errno;
-	if (!r && ioctl(v->fd, KVM_SET_MSRS, m) != (int)nmsrs)
+	if (!r && ioctl(v->fd, KVM_SET_MSRS, m) != (int)m->nmsrs)
 		r = -EIO;
-	if (!r && (ioctl(v->fd, KVM_SET_LAPIC, &f.lapic) < 0 ||
-		   ioctl(v->fd, KVM_SET_DEBUGREGS, &f.dregs) < 0 ||
+	if (!r && ioctl(v->fd, KVM_SET_LAPIC, &f.lapic) < 0)
+		r = -errno;
+	if (!r && has_deadline) {
+		m->entries[0] = deadline;
+		m->nmsrs = 1;
+		if (ioctl(v->fd, KVM_SET_MSRS, m) != 1)
+			r = -EIO;
+	}
+	if (!r && (ioctl(v->fd, KVM_SET_DEBUGREGS, &f.dregs) < 0 ||
 		   ioctl(v->fd, KVM_SET_VCPU_EVENTS, &f.events) < 0 ||
 		   ioctl(v->fd, KVM_SET_MP_STATE, &f.mp) < 0))
 		r = -errno;

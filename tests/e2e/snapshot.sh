@@ -4,7 +4,7 @@
 # kvmm: the guest keeps counting across `kvmm snapshot` and `kvmm run --restore`, memory
 # dumps are consistent, clones are independent, damaged snapshots are refused.
 # Usage: snapshot.sh CASE KVMM COUNTER_ELF; exits 0 pass, 1 fail, 77 skip.
-# Cases: restore, paused, clones, damaged, refused, disk.
+# Cases: restore, paused, clones, damaged, refused, disk (COUNTER_ELF), deadline (timer.elf).
 set -u
 case_name=$1
 kvmm=$2
@@ -56,6 +56,23 @@ with open(p, "r+b") as f:
 }
 
 case $case_name in
+deadline)
+	# The timer guest (timer.elf deadline=1, GUEST) keeps a TSC deadline armed; the
+	# restored guest must get its interrupt. KVM drops a TSC_DEADLINE write while the
+	# local APIC is not in TSC-deadline mode, so a restore that loads the MSRs before
+	# the APIC loses the pending timer and the guest waits forever.
+	for round in 1 2 3; do
+		vm_start orig --kernel "$guest" --memory $MEM --name orig --cmdline "deadline=1 ticks=100000"
+		wait_lines orig 3 30
+		ctl_ok snapshot orig "$tmp/snap$round"
+		vm_stop orig
+		vm_start rest --restore "$tmp/snap$round" --name rest
+		wait_lines rest 5 30
+		vm_stop rest
+		grep -a 'FAIL' "$tmp/rest.out" && fail "round $round: the restored guest failed"
+		echo "  round $round: the restored guest got $(ncounts rest) deadline interrupts, first count=$(first_count rest)"
+	done
+	;;
 restore)
 	# The original keeps counting after the snapshot; the restored guest continues from
 	# the saved count (not from 0, not from the original's later counts).

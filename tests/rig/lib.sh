@@ -199,7 +199,9 @@ rig_direct_ok() {
 # The emulated host's kernel command line. no_timer_check: Linux's IO-APIC timer check
 # measures ticks against a busy loop, and under TCG on a loaded machine it fails and
 # panics ("IO-APIC + timer doesn't work!"), seen here with a load average of 20.
-RIG_HOST_APPEND="console=ttyS0 panic=-1 quiet no_timer_check"
+# unknown_nmi_panic and panic_print=0x40 are for a hung host: an NMI from QEMU's monitor
+# (rig_qemu_state) makes it panic with a backtrace of every CPU on its console.
+RIG_HOST_APPEND="console=ttyS0 panic=-1 quiet no_timer_check unknown_nmi_panic panic_print=0x40"
 
 # rig_qemu_args: the emulated host's QEMU command line (without -kernel/-initrd/-append).
 # TCG emulates AMD SVM with nested paging, so kvm_amd loads in the host.
@@ -213,31 +215,54 @@ rig_qemu_args() {
 		-machine pc)
 }
 
-# rig_qemu_state SOCKET: what a stuck emulated host's CPUs were doing, from QEMU's monitor.
+# rig_qemu_state SOCKET: what a stuck emulated host's CPUs were doing, from QEMU's QMP socket:
+# the registers, each CPU's next instructions and top of stack, then an NMI to every CPU,
+# which the host (unknown_nmi_panic) turns into a panic with every CPU's backtrace.
 rig_qemu_state() {
 	command -v python3 >/dev/null 2>&1 || { echo "(no python3 to query the monitor)"; return 0; }
 	python3 - "$1" <<'PY'
-import socket, sys, time
+import json, re, socket, sys
 s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
+s.settimeout(10)
+buf = b""
+
+def reply():
+    global buf
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if "return" in msg or "error" in msg:
+                return msg
+        b = s.recv(65536)
+        if not b:
+            raise OSError("QMP socket closed")
+        buf += b
+
+def hmp(c, cpu=None):
+    args = {"command-line": c}
+    if cpu is not None:
+        args["cpu-index"] = cpu
+    s.sendall(json.dumps({"execute": "human-monitor-command", "arguments": args}).encode() + b"\n")
+    r = reply()
+    return r.get("return", "error: %s" % r.get("error")).replace("\r", "").rstrip("\n")
+
 try:
     s.connect(sys.argv[1])
-    for cmd in (b"info status\n", b"info registers -a\n", b"x/8i $pc\n"):
-        s.sendall(cmd)
-        time.sleep(1)
-    s.sendall(b"quit\n")
-    time.sleep(0.5)
-    out = b""
-    while True:
-        try:
-            b = s.recv(65536)
-        except socket.timeout:
-            break
-        if not b:
-            break
-        out += b
-    sys.stdout.write(out.decode("utf-8", "replace").replace("\r", ""))
-except OSError as e:
+    s.sendall(b'{"execute": "qmp_capabilities"}\n')
+    reply()
+    print(hmp("info status"))
+    print(hmp("info registers -a"))
+    for line in hmp("info cpus").split("\n"):
+        m = re.search(r"CPU #(\d+)", line)
+        if m:
+            n = int(m.group(1))
+            print("@@STACK %d" % n)
+            print(hmp("x/4i $pc", n))
+            print(hmp("x/160gx $sp", n))
+    hmp("nmi")
+    print("(NMI sent to every CPU)")
+except (OSError, ValueError) as e:
     print("monitor: %s" % e)
 PY
 }

@@ -35,8 +35,6 @@
 
 #define PCI_DEVICE_NET 0x1041
 
-#define DESC_NEXT 1
-#define DESC_WRITE 2
 #define AVAIL_F_NO_INTERRUPT 1
 #define USED_F_NO_NOTIFY 1
 
@@ -66,24 +64,8 @@
 /* Waits assume a TSC of at most 4 GHz (so they are never shorter than stated). */
 #define TSC_PER_MS 4000000ULL
 
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
-
-/* Split virtqueue (2.7): descriptors, then the driver area; the device area at 4 KiB. */
-struct ring {
-	struct desc desc[QSIZE_MAX];
-	volatile uint16_t avail_flags, avail_idx, avail_ring[QSIZE_MAX], used_event;
-	uint8_t pad[4096 - 16 * QSIZE_MAX - 6 - 2 * QSIZE_MAX];
-	volatile uint16_t used_flags, used_idx;
-	volatile struct {
-		uint32_t id, len;
-	} used_ring[QSIZE_MAX];
-	volatile uint16_t avail_event;
-} __attribute__((aligned(4096)));
+/* Descriptors, then the driver area; the device area at 4 KiB. */
+struct ring VQ_SPLIT_RING(QSIZE_MAX, 4096);
 _Static_assert(__builtin_offsetof(struct ring, used_flags) == 4096, "ring layout");
 
 struct queue {
@@ -284,7 +266,7 @@ static void rx_post_all(void)
 {
 	struct queue *q = &dev.q[RXQ];
 	for (uint16_t i = 0; i < q->size; i++) {
-		q->r->desc[i] = (struct desc){ (uintptr_t)rxbuf[i], BUF_SIZE, DESC_WRITE, 0 };
+		q->r->desc[i] = (struct vq_desc){ (uintptr_t)rxbuf[i], BUF_SIZE, VQ_DESC_WRITE, 0 };
 		publish(q, i);
 	}
 	kick(q, RXQ);
@@ -354,10 +336,10 @@ static void tx_submit(unsigned slot, uint32_t len, uint16_t csum_start, uint16_t
 		h[9] = (uint8_t)(csum_off >> 8);
 	}
 	if (split) {
-		q->r->desc[d] = (struct desc){ (uintptr_t)h, HDR_LEN, DESC_NEXT, (uint16_t)(d + 1) };
-		q->r->desc[d + 1] = (struct desc){ (uintptr_t)tx_frame(slot), len, 0, 0 };
+		q->r->desc[d] = (struct vq_desc){ (uintptr_t)h, HDR_LEN, VQ_DESC_NEXT, (uint16_t)(d + 1) };
+		q->r->desc[d + 1] = (struct vq_desc){ (uintptr_t)tx_frame(slot), len, 0, 0 };
 	} else {
-		q->r->desc[d] = (struct desc){ (uintptr_t)h, HDR_LEN + len, 0, 0 };
+		q->r->desc[d] = (struct vq_desc){ (uintptr_t)h, HDR_LEN + len, 0, 0 };
 	}
 	tx_busy[slot] = 1;
 	tx_inflight++;

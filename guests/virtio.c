@@ -27,9 +27,6 @@
 #define CC_DFSELECT 0x00
 #define CC_DF 0x04
 
-#define DESC_NEXT 1
-#define DESC_WRITE 2
-
 #define BLK_T_IN 0
 #define BLK_T_OUT 1
 #define BLK_T_FLUSH 4
@@ -44,24 +41,8 @@
 #define MAX_CHUNK 16 /* sectors per request */
 #define WAIT_S 5
 
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
-
-/* Split virtqueue (2.7): descriptors, then the driver area, the device area at 2 KiB. */
-struct rings {
-	struct desc desc[QSIZE_MAX];
-	volatile uint16_t avail_flags, avail_idx, avail_ring[QSIZE_MAX], used_event;
-	uint8_t pad[2048 - 16 * QSIZE_MAX - 6 - 2 * QSIZE_MAX];
-	volatile uint16_t used_flags, used_idx;
-	volatile struct {
-		uint32_t id, len;
-	} used_ring[QSIZE_MAX];
-	volatile uint16_t avail_event;
-} __attribute__((aligned(4096)));
+/* Descriptors, then the driver area; the device area at 2 KiB. */
+struct rings VQ_SPLIT_RING(QSIZE_MAX, 2048);
 _Static_assert(__builtin_offsetof(struct rings, used_flags) == 2048, "ring layout");
 
 struct seg {
@@ -162,7 +143,8 @@ static int64_t request(struct vdev *d, const struct seg *s, int n)
 	for (int i = 0; i < n; i++) {
 		d->r->desc[i].addr = s[i].addr;
 		d->r->desc[i].len = s[i].len;
-		d->r->desc[i].flags = (uint16_t)((i + 1 < n ? DESC_NEXT : 0) | (s[i].write ? DESC_WRITE : 0));
+		d->r->desc[i].flags = (uint16_t)((i + 1 < n ? VQ_DESC_NEXT : 0) |
+						 (s[i].write ? VQ_DESC_WRITE : 0));
 		d->r->desc[i].next = (uint16_t)(i + 1 < n ? i + 1 : 0);
 	}
 	publish(d, 0);
@@ -391,7 +373,7 @@ static uint64_t ram_block_end(void)
 /* Write the malformed chain from descriptor 0 and publish it. */
 static void hostile_submit(struct vdev *d, int c)
 {
-	struct desc *t = d->r->desc;
+	struct vq_desc *t = d->r->desc;
 	uint16_t head = 0;
 
 	blk_hdr.type = BLK_T_IN;
@@ -399,32 +381,32 @@ static void hostile_submit(struct vdev *d, int c)
 	blk_hdr.sector = 0;
 	/* A well-formed start: the header (readable) for blk, a buffer for rng. */
 	int blk = d->p.id == PCI_DEVICE_BLK;
-	t[0] = (struct desc){ blk ? (uintptr_t)&blk_hdr : (uintptr_t)small, blk ? 16 : 64,
-			      blk ? 0 : DESC_WRITE, 0 };
-	t[1] = (struct desc){ (uintptr_t)rbuf, SECTOR, DESC_WRITE, 0 };
-	t[2] = (struct desc){ (uintptr_t)&blk_status, 1, DESC_WRITE, 0 };
+	t[0] = (struct vq_desc){ blk ? (uintptr_t)&blk_hdr : (uintptr_t)small, blk ? 16 : 64,
+			      blk ? 0 : VQ_DESC_WRITE, 0 };
+	t[1] = (struct vq_desc){ (uintptr_t)rbuf, SECTOR, VQ_DESC_WRITE, 0 };
+	t[2] = (struct vq_desc){ (uintptr_t)&blk_status, 1, VQ_DESC_WRITE, 0 };
 	switch (c) {
 	case H_LOOP: /* 0 -> 1 -> 0 -> ..., both of one direction: only the loop is wrong */
-		t[0].flags |= DESC_NEXT;
+		t[0].flags |= VQ_DESC_NEXT;
 		t[0].next = 1;
-		t[1].flags = (uint16_t)(DESC_NEXT | (blk ? 0 : DESC_WRITE));
+		t[1].flags = (uint16_t)(VQ_DESC_NEXT | (blk ? 0 : VQ_DESC_WRITE));
 		t[1].next = 0;
 		break;
 	case H_HOLE:
-		t[0].flags |= DESC_NEXT;
+		t[0].flags |= VQ_DESC_NEXT;
 		t[0].next = 1;
 		t[1].addr = 0xe0000000ULL;
 		break;
 	case H_WRAP:
-		t[0].flags |= DESC_NEXT;
+		t[0].flags |= VQ_DESC_NEXT;
 		t[0].next = 1;
 		t[1].addr = 0xfffffffffffff000ULL;
 		t[1].len = 0x2000;
 		break;
 	case H_WRITE_THEN_READ: /* header, status (writable), then a readable buffer */
-		t[0].flags |= DESC_NEXT;
+		t[0].flags |= VQ_DESC_NEXT;
 		t[0].next = 2;
-		t[2].flags |= DESC_NEXT;
+		t[2].flags |= VQ_DESC_NEXT;
 		t[2].next = 1;
 		t[1].flags = 0;
 		if (!blk) { /* rng: writable buffer, then a readable one */
@@ -440,7 +422,7 @@ static void hostile_submit(struct vdev *d, int c)
 		head = 2;
 		break;
 	case H_STRADDLE: /* the last 256 bytes of RAM below the hole (or the end), and beyond */
-		t[0].flags |= DESC_NEXT;
+		t[0].flags |= VQ_DESC_NEXT;
 		t[0].next = 1;
 		t[1].addr = ram_block_end() - 256;
 		break;

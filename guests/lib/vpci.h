@@ -19,6 +19,28 @@
 
 #define VIRTIO_F_VERSION_1 32
 
+/* Split virtqueue (2.7): descriptor flags, a descriptor, and the layout of a ring of
+ * qsize entries: descriptors, then the driver area; the device area at used_off. */
+#define VQ_DESC_NEXT 1
+#define VQ_DESC_WRITE 2
+struct vq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+#define VQ_SPLIT_RING(qsize, used_off)                                                   \
+	{                                                                                \
+		struct vq_desc desc[qsize];                                              \
+		volatile uint16_t avail_flags, avail_idx, avail_ring[qsize], used_event; \
+		uint8_t pad[(used_off) - 16 * (qsize) - 6 - 2 * (qsize)];                \
+		volatile uint16_t used_flags, used_idx;                                  \
+		volatile struct {                                                        \
+			uint32_t id, len;                                                \
+		} used_ring[qsize];                                                      \
+		volatile uint16_t avail_event;                                           \
+	} __attribute__((aligned(4096)))
+
 /* One virtio function on bus 0 and where its structures are mapped. */
 struct vpci {
 	uint8_t slot, fn;

@@ -50,6 +50,17 @@ static void image_free(struct image *img)
 	free(img);
 }
 
+char *image_backing_path(const struct image *img, const char *name)
+{
+	char *p = NULL;
+
+	if (name[0] == '/' || !strcmp(img->dir, "."))
+		return strdup(name);
+	if (asprintf(&p, "%s/%s", img->dir, name) < 0)
+		return NULL;
+	return p;
+}
+
 struct chain_id {
 	dev_t dev;
 	ino_t ino;
@@ -125,13 +136,8 @@ static int open_one(const char *path, const struct image_open_opts *o, unsigned 
 	if (img->backing_name && !o->no_backing) {
 		struct image_open_opts bo = *o;
 		struct image *b;
-		char *bpath;
+		char *bpath = image_backing_path(img, img->backing_name);
 
-		if (img->backing_name[0] == '/' || !strcmp(img->dir, ".")) {
-			bpath = strdup(img->backing_name);
-		} else if (asprintf(&bpath, "%s/%s", img->dir, img->backing_name) < 0) {
-			bpath = NULL;
-		}
 		if (!bpath) {
 			image_close(img);
 			return err_set(e, ENOMEM, "out of memory");

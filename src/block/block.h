@@ -162,6 +162,9 @@ int image_open(const char *path, const struct image_open_opts *o, struct image *
 	       struct err *e);
 /* Flush (when writable), stop the worker, close the chain. NULL is a no-op. */
 void image_close(struct image *img);
+/* Where a backing file name points: relative names are relative to img's directory
+ * (malloc'd; NULL when out of memory). */
+char *image_backing_path(const struct image *img, const char *name);
 /* The opened format driver's depth-0 virtual size in bytes. */
 uint64_t image_size(struct image *img);
 /* Bytes the file occupies on the host (st_blocks * 512). */

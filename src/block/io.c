@@ -57,6 +57,26 @@ void io_fini(struct io_engine *io)
  * it to be scheduled (measured 2-3x slower on a loaded host). io_uring is
  * used where requests can be in flight together (io_batch).
  */
+#ifdef HAVE_LIBURING
+/* Submit the prepared SQE and wait for it: its result, or a negative errno. */
+static int uring_submit_wait(struct io_uring *r)
+{
+	struct io_uring_cqe *cqe;
+	int ret = io_uring_submit(r);
+
+	if (ret < 0)
+		return ret;
+	do
+		ret = io_uring_wait_cqe(r, &cqe);
+	while (ret == -EINTR);
+	if (ret < 0)
+		return ret;
+	ret = cqe->res;
+	io_uring_cqe_seen(r, cqe);
+	return ret;
+}
+#endif
+
 static ssize_t io_once(struct io_engine *io, bool write, const struct iovec *iov, int cnt,
 		       uint64_t off)
 {
@@ -64,8 +84,6 @@ static ssize_t io_once(struct io_engine *io, bool write, const struct iovec *iov
 	if (io->uring && io->sync_uring) {
 		struct io_uring *r = io->ring;
 		struct io_uring_sqe *sqe = io_uring_get_sqe(r);
-		struct io_uring_cqe *cqe;
-		int ret;
 
 		if (!sqe)
 			return -EBUSY;
@@ -73,17 +91,7 @@ static ssize_t io_once(struct io_engine *io, bool write, const struct iovec *iov
 			io_uring_prep_writev(sqe, io->fd, iov, cnt, off);
 		else
 			io_uring_prep_readv(sqe, io->fd, iov, cnt, off);
-		ret = io_uring_submit(r);
-		if (ret < 0)
-			return ret;
-		do
-			ret = io_uring_wait_cqe(r, &cqe);
-		while (ret == -EINTR);
-		if (ret < 0)
-			return ret;
-		ret = cqe->res;
-		io_uring_cqe_seen(r, cqe);
-		return ret;
+		return uring_submit_wait(r);
 	}
 #endif
 	ssize_t n = write ? pwritev(io->fd, iov, cnt, off) : preadv(io->fd, iov, cnt, off);
@@ -317,21 +325,12 @@ int io_fdatasync(struct io_engine *io)
 	if (io->uring && io->sync_uring) {
 		struct io_uring *r = io->ring;
 		struct io_uring_sqe *sqe = io_uring_get_sqe(r);
-		struct io_uring_cqe *cqe;
-		int ret;
 
 		if (sqe) {
+			int ret;
+
 			io_uring_prep_fsync(sqe, io->fd, IORING_FSYNC_DATASYNC);
-			ret = io_uring_submit(r);
-			if (ret < 0)
-				return ret;
-			do
-				ret = io_uring_wait_cqe(r, &cqe);
-			while (ret == -EINTR);
-			if (ret < 0)
-				return ret;
-			ret = cqe->res;
-			io_uring_cqe_seen(r, cqe);
+			ret = uring_submit_wait(r);
 			return ret < 0 ? ret : 0;
 		}
 	}

@@ -300,16 +300,14 @@ static int read_backing(struct qcow2 *q, uint64_t off, uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Read part of one guest cluster: [off, off+len) lies within a single cluster. */
-static int read_in_cluster(struct qcow2 *q, uint64_t off, uint8_t *buf, size_t len)
+/* Read part of one guest cluster whose L2 entry (and bitmap) the caller looked up:
+ * [off, off+len) lies within that single cluster. */
+static int read_mapped(struct qcow2 *q, uint64_t off, uint64_t entry, uint64_t bitmap, uint8_t *buf,
+		       size_t len)
 {
-	uint64_t in = off & (q->cluster_size - 1);
-	uint64_t entry, bitmap, host;
+	uint64_t in = off & (q->cluster_size - 1), host;
 	int ret;
 
-	ret = qcow2_l2_lookup(q, off, &entry, &bitmap);
-	if (ret < 0)
-		return ret;
 	if (entry & QCOW2_OFLAG_COMPRESSED) {
 		ret = qcow2_decompress(q, entry, q->tmp);
 		if (ret < 0)
@@ -361,7 +359,19 @@ static int read_in_cluster(struct qcow2 *q, uint64_t off, uint8_t *buf, size_t l
 
 int qcow2_read_cluster_data(struct qcow2 *q, uint64_t guest_off, uint8_t *buf)
 {
-	return read_in_cluster(q, guest_off & ~(q->cluster_size - 1), buf, q->cluster_size);
+	uint64_t off = guest_off & ~(q->cluster_size - 1), entry, bitmap;
+	int ret = qcow2_l2_lookup(q, off, &entry, &bitmap);
+
+	return ret < 0 ? ret : read_mapped(q, off, entry, bitmap, buf, q->cluster_size);
+}
+
+/* An entry whose whole cluster is plain data at a sane host offset: I/O goes straight there. */
+static bool plain_data(const struct qcow2 *q, uint64_t entry)
+{
+	uint64_t host = entry & QCOW2_OFFSET_MASK;
+
+	return !q->ext_l2 && qcow2_entry_is_plain(q, entry) && !(host & (q->cluster_size - 1)) &&
+	       host >= q->cluster_size;
 }
 
 static int qcow2_readv(struct image *img, uint64_t off, const struct iovec *iov, int cnt)
@@ -375,19 +385,17 @@ static int qcow2_readv(struct image *img, uint64_t off, const struct iovec *iov,
 		while (left > 0) {
 			uint64_t in = off & (q->cluster_size - 1);
 			size_t n = (size_t)MIN((uint64_t)left, q->cluster_size - in);
-			uint64_t entry, bitmap, host;
+			uint64_t entry, bitmap;
 			int ret;
 
-			/* Fast path: runs of plain allocated clusters that are contiguous on the host. */
+			/* Fast path: plain allocated clusters are read in place. */
 			ret = qcow2_l2_lookup(q, off, &entry, &bitmap);
 			if (ret < 0)
 				return ret;
-			host = entry & QCOW2_OFFSET_MASK;
-			if (!q->ext_l2 && host && !(entry & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) &&
-			    !(host & (q->cluster_size - 1)) && host >= q->cluster_size)
-				ret = io_pread(&img->io, p, n, host + in);
+			if (plain_data(q, entry))
+				ret = io_pread(&img->io, p, n, (entry & QCOW2_OFFSET_MASK) + in);
 			else
-				ret = read_in_cluster(q, off, p, n);
+				ret = read_mapped(q, off, entry, bitmap, p, n);
 			if (ret < 0)
 				return ret;
 			p += n;
@@ -414,24 +422,21 @@ static void qcow2_rw_batch(struct image *img, struct blk_req **reqs, int n)
 
 	for (int i = 0; i < n; i++) {
 		struct blk_req *r = reqs[i];
-		uint64_t in = r->offset & (q->cluster_size - 1), entry = 0, bitmap, host;
+		uint64_t in = r->offset & (q->cluster_size - 1), entry = 0, bitmap;
 		bool write = r->op == BLK_WRITE, fast = false;
 		size_t len = r->iovcnt == 1 ? r->iov[0].iov_len : 0;
 
 		if (len && in + len <= q->cluster_size && !q->ext_l2 && !q->corrupt && (!write || q->writable) &&
-		    qcow2_l2_lookup(q, r->offset, &entry, &bitmap) == 0) {
-			host = entry & QCOW2_OFFSET_MASK;
-			fast = host && !(host & (q->cluster_size - 1)) && host >= q->cluster_size &&
-			       !(entry & QCOW2_OFLAG_COMPRESSED) && !((entry & QCOW2_OFLAG_ZERO) && q->version >= 3) &&
-			       (!write || (entry & QCOW2_OFLAG_COPIED));
-		}
+		    qcow2_l2_lookup(q, r->offset, &entry, &bitmap) == 0)
+			fast = plain_data(q, entry) && (!write || (entry & QCOW2_OFLAG_COPIED));
 		if (!fast) {
 			r->ret = write ? qcow2_writev(img, r->offset, r->iov, r->iovcnt)
 				       : qcow2_readv(img, r->offset, r->iov, r->iovcnt);
 			continue;
 		}
 		iov[m] = r->iov[0];
-		ops[m] = (struct io_op){ .write = write, .iov = &iov[m], .iovcnt = 1, .off = host + in };
+		ops[m] = (struct io_op){ .write = write, .iov = &iov[m], .iovcnt = 1,
+					 .off = (entry & QCOW2_OFFSET_MASK) + in };
 		owner[m++] = i;
 	}
 	io_batch(&img->io, ops, m);

@@ -150,6 +150,12 @@ static inline void qcow2_l2_set(const struct qcow2 *q, uint8_t *tbl, uint64_t i,
 {
 	((uint64_t *)(tbl))[i * (q->l2_entry_size / 8)] = __builtin_bswap64(v);
 }
+/* A (standard) L2 entry that maps its cluster to plain data: allocated, not compressed, not zero. */
+static inline bool qcow2_entry_is_plain(const struct qcow2 *q, uint64_t e)
+{
+	return (e & QCOW2_OFFSET_MASK) && !(e & QCOW2_OFLAG_COMPRESSED) &&
+	       !((e & QCOW2_OFLAG_ZERO) && q->version >= 3);
+}
 
 /* qcow2_refcount.c */
 uint64_t qcow2_rb_get(const struct qcow2 *q, const uint8_t *blk, uint64_t idx);
@@ -201,5 +207,6 @@ int qcow2_set_backing(struct image *img, const char *name, enum image_format fmt
 int qcow2_snapshot_create(struct image *img, const char *name, struct err *e);
 int qcow2_snapshot_apply(struct image *img, const char *name, struct err *e);
 int qcow2_snapshot_delete(struct image *img, const char *name, struct err *e);
+uint64_t qcow2_snapshot_table_bytes(const struct qcow2 *q);
 
 #endif

@@ -124,16 +124,6 @@ static int walk_l1(struct counter *c, const uint64_t *l1, uint32_t size, uint64_
 	return 0;
 }
 
-static uint64_t snapshot_table_bytes(struct qcow2 *q)
-{
-	uint64_t n = 0;
-
-	for (uint32_t i = 0; i < q->nb_snapshots; i++)
-		n = ALIGN_UP(n + 40 + q->snaps[i].extra_size + strlen(q->snaps[i].id) +
-				     strlen(q->snaps[i].name), 8);
-	return n;
-}
-
 /* OFLAG_COPIED must be set exactly when the refcount is 1 (active tables only). */
 static int check_copied(struct counter *c, unsigned fix)
 {
@@ -243,7 +233,7 @@ int qcow2_check(struct image *img, unsigned fix, struct qcow2_check_result *r, F
 	if (ret < 0)
 		goto io_fail;
 	if (q->nb_snapshots)
-		inc_range(&c, q->snapshots_offset, snapshot_table_bytes(q));
+		inc_range(&c, q->snapshots_offset, qcow2_snapshot_table_bytes(q));
 	inc_range(&c, q->reftable_offset, (uint64_t)q->reftable_clusters * q->cluster_size);
 	for (uint64_t i = 0; i < q->reftable_size; i++) {
 		uint64_t rb = q->reftable[i] & QCOW2_RT_OFFSET_MASK;

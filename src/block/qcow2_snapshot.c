@@ -105,7 +105,8 @@ static int fix_copied(struct qcow2 *q)
 	return 0;
 }
 
-static uint64_t table_bytes(struct qcow2 *q)
+/* Bytes of the snapshot table as stored: each entry padded to 8 (spec: "Snapshots"). */
+uint64_t qcow2_snapshot_table_bytes(const struct qcow2 *q)
 {
 	uint64_t n = 0;
 
@@ -120,7 +121,7 @@ static uint64_t table_bytes(struct qcow2 *q)
  */
 static int write_snapshot_table(struct qcow2 *q, uint64_t old_off, uint32_t old_n, uint64_t old_bytes)
 {
-	uint64_t bytes = table_bytes(q), off = 0, ncl = (bytes + q->cluster_size - 1) >> q->cluster_bits;
+	uint64_t bytes = qcow2_snapshot_table_bytes(q), off = 0, ncl = (bytes + q->cluster_size - 1) >> q->cluster_bits;
 	uint8_t *t = calloc(1, ncl ? ncl * q->cluster_size : 1), hdr[12];
 	uint64_t p = 0;
 	int ret = 0;
@@ -203,7 +204,7 @@ int qcow2_snapshot_create(struct image *img, const char *name, struct err *e)
 		next_id = MAX(next_id, (uint32_t)strtoul(q->snaps[i].id, NULL, 10) + 1);
 	old_off = q->snapshots_offset;
 	old_n = q->nb_snapshots;
-	old_bytes = table_bytes(q);
+	old_bytes = qcow2_snapshot_table_bytes(q);
 	ret = qcow2_flush_meta(q);
 	/* 1. A copy of the active L1 table. */
 	l1_bytes = (uint64_t)q->l1_size * 8;
@@ -347,7 +348,7 @@ int qcow2_snapshot_delete(struct image *img, const char *name, struct err *e)
 		return err_set(e, -ret, "%s: reading the snapshot: %s", img->path, strerror(-ret));
 	old_off = q->snapshots_offset;
 	old_n = q->nb_snapshots;
-	old_bytes = table_bytes(q);
+	old_bytes = qcow2_snapshot_table_bytes(q);
 	s = q->snaps[idx];
 	memmove(&q->snaps[idx], &q->snaps[idx + 1], (q->nb_snapshots - (uint32_t)idx - 1) * sizeof(s));
 	q->nb_snapshots--;

@@ -62,12 +62,6 @@ static int l2_for_write(struct qcow2 *q, uint64_t guest_off, struct qcow2_cache_
 	return 0;
 }
 
-static bool entry_is_plain(const struct qcow2 *q, uint64_t e)
-{
-	return (e & QCOW2_OFFSET_MASK) && !(e & QCOW2_OFLAG_COMPRESSED) &&
-	       !((e & QCOW2_OFLAG_ZERO) && q->version >= 3);
-}
-
 static bool entry_has_host(uint64_t e)
 {
 	return (e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_OFFSET_MASK);
@@ -92,7 +86,7 @@ static int write_in_cluster(struct qcow2 *q, uint64_t off, const uint8_t *buf, s
 		return qcow2_mark_corrupt(q, "data cluster offset 0x%llx is invalid",
 					  (unsigned long long)host);
 	}
-	if (entry_is_plain(q, entry) && (entry & QCOW2_OFLAG_COPIED)) {
+	if (qcow2_entry_is_plain(q, entry) && (entry & QCOW2_OFLAG_COPIED)) {
 		/* Allocated and ours alone: overwrite in place. */
 		qcow2_cache_put(ce);
 		if (!buf) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +127,7 @@ static void print_stats(json_t *r)
 		       "bytes out", "errors", "kicks", "irqs");
 	json_array_foreach(json_object_get(r, "devices"), i, v)
 		printf("%-14s %10lld %12lld %12lld %8lld %10lld %10lld\n",
-		       json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "name")) ?: "?",
 		       (long long)json_integer_value(json_object_get(v, "requests")),
 		       (long long)json_integer_value(json_object_get(v, "bytes_in")),
 		       (long long)json_integer_value(json_object_get(v, "bytes_out")),
@@ -284,8 +285,8 @@ int cmd_list(int argc, char **argv)
 		       "UPTIME");
 		json_array_foreach(all, i, v)
 			printf("%-20s %-8s %8lld %6lld %9lldM %11.1fs\n",
-			       json_string_value(json_object_get(v, "name")),
-			       json_string_value(json_object_get(v, "state")),
+			       json_string_value(json_object_get(v, "name")) ?: "?",
+			       json_string_value(json_object_get(v, "state")) ?: "?",
 			       (long long)json_integer_value(json_object_get(v, "pid")),
 			       (long long)json_integer_value(json_object_get(v, "cpus")),
 			       (long long)(json_integer_value(json_object_get(v, "memory")) >> 20),
@@ -312,18 +313,18 @@ int cmd_migrate(int argc, char **argv)
 			converge = false;
 		else if ((!strcmp(argv[i], "--downtime") || !strcmp(argv[i], "--bandwidth")) &&
 			 i + 1 < argc) {
-			char *end;
-			long long v = strtoll(argv[i + 1], &end, 10);
+			uint64_t v;
 
-			if (*end || v <= 0) {
+			/* --bandwidth is in MB/s and is sent as bytes/s: keep that in range. */
+			if (parse_u64(argv[i + 1], 1, INT64_MAX / 1000000, &v)) {
 				fprintf(stderr, "kvmm migrate: %s '%s': give a positive number\n", argv[i],
 					argv[i + 1]);
 				return EXIT_USAGE;
 			}
 			if (!strcmp(argv[i], "--downtime"))
-				downtime = v;
+				downtime = (long long)v;
 			else
-				bw = v;
+				bw = (long long)v;
 			i++;
 		} else if (argv[i][0] == '-' || (name && uri)) {
 			fprintf(stderr, "kvmm migrate: unexpected argument '%s' (usage: kvmm migrate NAME "
@@ -353,7 +354,7 @@ int cmd_migrate(int argc, char **argv)
 	resp = ctl_request_obj(fd, req, &e);
 	if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
 		fprintf(stderr, "kvmm migrate %s: %s\n", name,
-			resp ? json_string_value(json_object_get(resp, "error")) : e.msg);
+			resp ? json_string_value(json_object_get(resp, "error")) ?: "failed" : e.msg);
 		json_decref(resp);
 		close(fd);
 		return EXIT_ERR;
@@ -379,7 +380,8 @@ int cmd_migrate(int argc, char **argv)
 			       (long long)json_integer_value(json_object_get(r, "downtime_ms")),
 			       (long long)json_integer_value(json_object_get(r, "total_ms")),
 			       strcmp(state, "completed") ? ": " : "",
-			       strcmp(state, "completed") ? json_string_value(json_object_get(r, "error")) : "");
+			       strcmp(state, "completed") ?
+				       json_string_value(json_object_get(r, "error")) ?: "" : "");
 			if (strcmp(state, "completed"))
 				status = EXIT_ERR;
 			json_decref(resp);

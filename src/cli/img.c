@@ -32,6 +32,15 @@ static int fail(const char *fmt, ...)
 	return EXIT_ERR;
 }
 
+/* --output human|json: 0, or EXIT_ERR after saying why. */
+static int parse_output(const char *arg, bool *json)
+{
+	if (strcmp(arg, "json") && strcmp(arg, "human"))
+		return fail("--output must be human or json");
+	*json = !strcmp(arg, "json");
+	return 0;
+}
+
 /* ---- progress bar (stderr, only on a terminal) ---- */
 
 struct progress {
@@ -311,10 +320,8 @@ static int img_info(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'U': break;
 		case 'O':
-			if (!strcmp(optarg, "json"))
-				json = true;
-			else if (strcmp(optarg, "human"))
-				return fail("--output must be human or json");
+			if (parse_output(optarg, &json))
+				return EXIT_ERR;
 			break;
 		case 'h': printf("usage: kvmm img info [-f fmt] [--output human|json] FILE\n"); return EXIT_OK;
 		default: return EXIT_USAGE;
@@ -450,10 +457,8 @@ static int img_check(int argc, char **argv)
 		case 'p': want_progress = true; break;
 		case 'q': case 'U': break;
 		case 'O':
-			if (!strcmp(optarg, "json"))
-				json = true;
-			else if (strcmp(optarg, "human"))
-				return fail("--output must be human or json");
+			if (parse_output(optarg, &json))
+				return EXIT_ERR;
 			break;
 		case 'h': printf("usage: kvmm img check [-f fmt] [-r leaks|all] [-p] [--output human|json] FILE\n"); return EXIT_OK;
 		default: return EXIT_USAGE;
@@ -671,8 +676,16 @@ static int img_convert(int argc, char **argv)
 			goto out;
 		}
 		if (zero) {
-			off += pnum;
-			continue;
+			uint64_t end = off + pnum;
+
+			/* Compressed clusters are stored whole: skip to a cluster boundary only. */
+			if (compress && end < size)
+				end = ALIGN_DOWN(end, blk);
+			if (end > off) {
+				off = end;
+				continue;
+			}
+			pnum = blk; /* under a cluster of zeroes: read it with the data after it */
 		}
 		len = MIN(len, ALIGN_UP(off + pnum, blk) - off);
 		ret = image_pread(in, off, buf, len);
@@ -755,6 +768,11 @@ static int img_resize(int argc, char **argv)
 	if (open_image(argv[optind], fmt, true, true, &img))
 		return EXIT_ERR;
 	cur = image_size(img);
+	if (*arg == '+' && n > UINT64_MAX - cur) {
+		/* Wrapping around would shrink the image instead. */
+		image_close(img);
+		return fail("size '%s' is too large", arg);
+	}
 	if (*arg == '+')
 		size = cur + n;
 	else if (*arg == '-')
@@ -853,10 +871,8 @@ static int img_map(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'U': break;
 		case 'O':
-			if (!strcmp(optarg, "json"))
-				json = true;
-			else if (strcmp(optarg, "human"))
-				return fail("--output must be human or json");
+			if (parse_output(optarg, &json))
+				return EXIT_ERR;
 			break;
 		case 'h': printf("usage: kvmm img map [-f fmt] [--output human|json] FILE\n"); return EXIT_OK;
 		default: return EXIT_USAGE;
@@ -941,17 +957,6 @@ static int img_snapshot(int argc, char **argv)
 
 /* ---- commit, rebase ---- */
 
-static char *backing_path(struct image *img, const char *name)
-{
-	char *p = NULL;
-
-	if (name[0] == '/' || !strcmp(img->dir, "."))
-		return strdup(name);
-	if (asprintf(&p, "%s/%s", img->dir, name) < 0)
-		return NULL;
-	return p;
-}
-
 static int img_commit(int argc, char **argv)
 {
 	struct image_open_opts to = { .read_only = false, .no_backing = true }, bo = { 0 };
@@ -987,7 +992,7 @@ static int img_commit(int argc, char **argv)
 		fail("%s: image has no backing file", argv[optind]);
 		goto out;
 	}
-	bpath = backing_path(top, top->backing_name);
+	bpath = image_backing_path(top, top->backing_name);
 	bo.format = top->backing_format;
 	if (!bpath || image_open(bpath, &bo, &base, &e) < 0) {
 		fail("%s", bpath ? e.msg : "out of memory");
@@ -1090,7 +1095,7 @@ static int img_rebase(int argc, char **argv)
 		uint64_t size = image_size(top), nsize = 0;
 
 		if (*nb) {
-			npath = backing_path(top, nb);
+			npath = image_backing_path(top, nb);
 			no.format = nfmt;
 			if (!npath || image_open(npath, &no, &nbimg, &e) < 0) {
 				fail("%s", npath ? e.msg : "out of memory");

@@ -101,10 +101,6 @@ static const struct option run_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Smallest and largest guest RAM accepted: the boot structures need 2 MiB; 1 TiB is a sane cap. */
-#define MEM_MIN (16 * MiB)
-#define MEM_MAX (1024 * GiB)
-
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -343,6 +339,34 @@ static int parse_vsock(char *spec, uint32_t *cid, struct err *e)
 	return 0;
 }
 
+/*
+ * The NICs of a VM whose configuration came from elsewhere (a snapshot, a
+ * migration source): --net options, if any, replace them one for one; a NIC
+ * that was an inherited fd cannot come across and needs one. what names the
+ * source in messages. 0, or -EINVAL after telling the user.
+ */
+static int replace_nets(struct vm_config *cfg, const struct net_opts *user, unsigned nuser,
+			const char *what)
+{
+	unsigned i;
+
+	if (nuser && nuser != cfg->nnets) {
+		fprintf(stderr, "kvmm: the %s has %u NICs: give %u --net options or none\n", what,
+			cfg->nnets, cfg->nnets);
+		return -EINVAL;
+	}
+	for (i = 0; i < nuser; i++)
+		cfg->nets[i] = user[i];
+	for (i = 0; i < cfg->nnets; i++) {
+		if (cfg->nets[i].has_fd && cfg->nets[i].fd < 0) {
+			fprintf(stderr, "kvmm: the %s's NIC %u used an inherited fd: give --net for it\n",
+				what, i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const char **console,
 			  const char **incoming, struct err *e)
 {
@@ -362,7 +386,7 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 			cfg->ncpus = (unsigned)v;
 			break;
 		case OPT_MEMORY:
-			if (parse_size(optarg, &v) || v < MEM_MIN || v > MEM_MAX)
+			if (parse_size(optarg, &v) || v < MEM_SIZE_MIN || v > MEM_SIZE_MAX)
 				return usage_error("--memory '%s': give a size from 16M to 1T, "
 						   "e.g. 512M or 2G", optarg);
 			if (v % (4 * KiB))
@@ -506,28 +530,16 @@ static int parse_run_opts(int argc, char **argv, struct vm_config *cfg, const ch
 					   "snapshot: drop --kernel/--initrd/--disk/--rng");
 		{
 			/* --net on restore replaces the snapshot's NICs (clones: own tap, new MAC). */
-			unsigned user_nnets = cfg->nnets, i;
 			struct net_opts user_nets[VM_MAX_NETS];
+			unsigned user_nnets = cfg->nnets;
 
 			memcpy(user_nets, cfg->nets, sizeof(user_nets));
 			if (snap_read_config(cfg->restore_dir, cfg, e)) {
 				fprintf(stderr, "kvmm: %s\n", e->msg);
 				return EXIT_ERR;
 			}
-			if (user_nnets && user_nnets != cfg->nnets) {
-				fprintf(stderr, "kvmm: the snapshot has %u NICs: give %u --net options "
-					"or none\n", cfg->nnets, cfg->nnets);
+			if (replace_nets(cfg, user_nets, user_nnets, "snapshot"))
 				return EXIT_USAGE;
-			}
-			for (i = 0; i < user_nnets; i++)
-				cfg->nets[i] = user_nets[i];
-			for (i = 0; i < cfg->nnets; i++) {
-				if (cfg->nets[i].has_fd && cfg->nets[i].fd < 0) {
-					fprintf(stderr, "kvmm: the snapshot's NIC %u used an inherited fd: "
-						"give --net for it\n", i);
-					return EXIT_USAGE;
-				}
-			}
 		}
 		return 0;
 	}
@@ -584,8 +596,8 @@ int cmd_run(int argc, char **argv)
 	/* The source sends the configuration first: accept before building anything. */
 	if (incoming) {
 		/* --net here replaces the source's NICs one for one (this host's taps). */
-		unsigned user_nnets = cfg.nnets, i;
 		struct net_opts user_nets[VM_MAX_NETS];
+		unsigned user_nnets = cfg.nnets;
 
 		memcpy(user_nets, cfg.nets, sizeof(user_nets));
 		if (migrate_incoming_accept(incoming, &mig_fd, &cfg, &e)) {
@@ -593,14 +605,10 @@ int cmd_run(int argc, char **argv)
 			status = EXIT_ERR;
 			goto out;
 		}
-		if (user_nnets && user_nnets != cfg.nnets) {
-			fprintf(stderr, "kvmm: the incoming VM has %u NICs: give %u --net options or "
-				"none\n", cfg.nnets, cfg.nnets);
+		if (replace_nets(&cfg, user_nets, user_nnets, "incoming VM")) {
 			status = EXIT_ERR;
 			goto out;
 		}
-		for (i = 0; i < user_nnets; i++)
-			cfg.nets[i] = user_nets[i];
 		cfg.incoming = true;
 	}
 

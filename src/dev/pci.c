@@ -205,7 +205,8 @@ int pci_add_device(void *host, struct pci_device *d, struct err *e)
 	}
 	d->slot = slot;
 	d->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA# */
-	d->cfg[PCI_INTERRUPT_LINE] = (uint8_t)x86_pci_intx_gsi(slot, 0);
+	d->intx_gsi = x86_pci_intx_gsi(slot, 0);
+	d->cfg[PCI_INTERRUPT_LINE] = (uint8_t)d->intx_gsi;
 	/* Firmware leaves memory decoding on so the guest can use the BARs as assigned. */
 	d->cfg[PCI_COMMAND] |= PCI_COMMAND_MEMORY;
 	h->slots[slot] = d;

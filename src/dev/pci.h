@@ -64,6 +64,8 @@ struct pci_device {
 
 	/* Owned by the host bridge. */
 	unsigned slot;
+	/* INTA#'s GSI: fixed by the slot; the guest-writable Interrupt Line is only a note to the OS. */
+	uint32_t intx_gsi;
 	uint64_t bar_addr[PCI_NUM_BARS];
 	bool bar_live[PCI_NUM_BARS];
 };

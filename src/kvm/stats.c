@@ -23,7 +23,8 @@ int kvm_stats_foreach(int obj_fd, void (*cb)(void *arg, const char *name, uint64
 	fd = ioctl(obj_fd, KVM_GET_STATS_FD, NULL);
 	if (fd < 0)
 		return -errno;
-	if (pread(fd, &h, sizeof(h), 0) != sizeof(h) || h.num_desc > 4096 || h.name_size > 256) {
+	if (pread(fd, &h, sizeof(h), 0) != sizeof(h) || h.num_desc > 4096 ||
+	    h.name_size == 0 || h.name_size > 256) {
 		r = -EIO;
 		goto out;
 	}

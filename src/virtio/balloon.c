@@ -22,6 +22,13 @@
 #define BALLOON_PFN_SHIFT 12
 #define BALLOON_PAGE (1ULL << BALLOON_PFN_SHIFT)
 #define BALLOON_QUEUE_SIZE 128
+/*
+ * Frames taken from one inflate/deflate buffer (Linux sends 256): the rest of
+ * a larger one is ignored, so a single buffer cannot hold the event loop.
+ */
+#define BALLOON_MAX_PFNS 4096u
+/* Buffers per pass: a driver that keeps refilling a ring must not keep the loop to itself. */
+#define BALLOON_BUDGET 64
 #define BALLOON_STATE_V1 1
 
 /* Queue roles; the indexes the driver uses depend on the features (5.5.2). */
@@ -96,30 +103,43 @@ static void balloon_pfns(struct balloon *b, struct virtio_dev *vd, struct virtq_
 	const struct guest_mem *gm = vd->ctx.gm;
 	uint8_t *run = NULL;
 	uint64_t run_len = 0, off = 0;
-	uint32_t pfn;
+	uint32_t pfns[256];
+	size_t got;
 
-	while (iov_to_buf(e->iov, e->out_num, off, &pfn, sizeof(pfn)) == sizeof(pfn)) {
-		uint8_t *p = gm_ptr(gm, (uint64_t)pfn << BALLOON_PFN_SHIFT, BALLOON_PAGE);
+	/* Read in chunks (one pass over the iovecs each), at most BALLOON_MAX_PFNS frames. */
+	while (off < BALLOON_MAX_PFNS * sizeof(pfns[0]) &&
+	       (got = iov_to_buf(e->iov, e->out_num, off, pfns, sizeof(pfns))) >= sizeof(pfns[0])) {
+		for (size_t i = 0; i < got / sizeof(pfns[0]); i++) {
+			uint32_t pfn = pfns[i];
+			uint8_t *p = gm_ptr(gm, (uint64_t)pfn << BALLOON_PFN_SHIFT, BALLOON_PAGE);
 
-		off += sizeof(pfn);
-		if (!p) {
-			/* Not RAM: nothing of ours to give back; count it and go on. */
-			if (b->bad_pfns++ == 0 || ratelimit_ok(&vd->err_rl))
-				log_warn("virtio-balloon: pfn 0x%x is not guest RAM; ignored", pfn);
-			vd->stats.errors++;
-			continue;
+			if (!p) {
+				/* Not RAM: nothing of ours to give back; count it and go on. */
+				if (b->bad_pfns++ == 0 || ratelimit_ok(&vd->err_rl))
+					log_warn("virtio-balloon: pfn 0x%x is not guest RAM; ignored",
+						 pfn);
+				vd->stats.errors++;
+				continue;
+			}
+			if (!inflate)
+				continue; /* deflate: the memory comes back on the guest's next touch */
+			/* Coalesce runs of consecutive frames into one madvise. */
+			if (run && p == run + run_len) {
+				run_len += BALLOON_PAGE;
+				continue;
+			}
+			if (run)
+				balloon_discard(b, run, run_len);
+			run = p;
+			run_len = BALLOON_PAGE;
 		}
-		if (!inflate)
-			continue; /* deflate: the memory comes back on the guest's next touch */
-		/* Coalesce runs of consecutive frames into one madvise. */
-		if (run && p == run + run_len) {
-			run_len += BALLOON_PAGE;
-			continue;
-		}
-		if (run)
-			balloon_discard(b, run, run_len);
-		run = p;
-		run_len = BALLOON_PAGE;
+		off += got / sizeof(pfns[0]) * sizeof(pfns[0]);
+	}
+	if (off < e->out_len / sizeof(pfns[0]) * sizeof(pfns[0])) {
+		if (ratelimit_ok(&vd->err_rl))
+			log_warn("virtio-balloon: a buffer of more than %u frames; the rest ignored",
+				 BALLOON_MAX_PFNS);
+		vd->stats.errors++;
 	}
 	if (run)
 		balloon_discard(b, run, run_len);
@@ -139,7 +159,9 @@ static void balloon_stats_in(struct balloon *b, struct virtq_elem *e)
 	struct balloon_stat s;
 	uint64_t off = 0;
 
-	while (iov_to_buf(e->iov, e->out_num, off, &s, sizeof(s)) == sizeof(s)) {
+	/* Each tag comes once (5.5.6.3): a longer buffer's tail is not read. */
+	while (off < 64 * sizeof(s) &&
+	       iov_to_buf(e->iov, e->out_num, off, &s, sizeof(s)) == sizeof(s)) {
 		off += sizeof(s);
 		if (s.tag < VIRTIO_BALLOON_S_NR) {
 			b->stats[s.tag] = s.val;
@@ -155,6 +177,7 @@ static void balloon_notify(void *priv, struct virtio_dev *vd, unsigned q)
 	struct virtq_elem *e = &b->elem;
 	enum bq role = queue_role(vd, q);
 	bool pushed = false;
+	unsigned budget = BALLOON_BUDGET;
 	int got;
 
 	if (role == BQ_NONE)
@@ -171,15 +194,17 @@ static void balloon_notify(void *priv, struct virtio_dev *vd, unsigned q)
 			balloon_stats_in(b, e);
 			b->stats_head = e->head;
 			b->stats_held = true;
-			continue;
+		} else {
+			if (role == BQ_REPORTING)
+				balloon_report(b, e);
+			else
+				balloon_pfns(b, vd, e, role == BQ_INFLATE);
+			if (virtq_push(&vd->vq[q], e->head, 0))
+				break;
+			pushed = true;
 		}
-		if (role == BQ_REPORTING)
-			balloon_report(b, e);
-		else
-			balloon_pfns(b, vd, e, role == BQ_INFLATE);
-		if (virtq_push(&vd->vq[q], e->head, 0))
+		if (--budget == 0 && virtio_queue_requeue(vd, q))
 			break;
-		pushed = true;
 	}
 	if (got < 0)
 		virtio_needs_reset(vd, "malformed descriptor chain");

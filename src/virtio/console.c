@@ -18,6 +18,8 @@
 #define VCON_RXQ 0
 #define VCON_TXQ 1
 #define VCON_QUEUE_SIZE 128
+/* Transmit buffers per pass: a driver that keeps refilling the ring must not keep the loop. */
+#define VCON_TX_BUDGET 64
 #define VCON_STATE_V1 1
 
 struct virtio_console_config {
@@ -76,6 +78,7 @@ static void vcon_tx(struct vcon *c, struct virtio_dev *vd)
 	struct virtq *q = &vd->vq[VCON_TXQ];
 	struct virtq_elem *e = &c->elem;
 	bool pushed = false;
+	unsigned budget = VCON_TX_BUDGET;
 	int got;
 
 	while ((got = virtq_pop(q, e)) == 1) {
@@ -85,6 +88,8 @@ static void vcon_tx(struct vcon *c, struct virtio_dev *vd)
 		if (virtq_push(q, e->head, 0))
 			break;
 		pushed = true;
+		if (--budget == 0 && virtio_queue_requeue(vd, VCON_TXQ))
+			break;
 	}
 	if (got < 0)
 		virtio_needs_reset(vd, "malformed descriptor chain on the transmit queue");

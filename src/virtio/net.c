@@ -204,8 +204,17 @@ static enum rx_result rx_deliver(struct virtio_net *n, struct virtio_dev *vd)
 	while (off < len) {
 		struct virtq_elem *e = nbufs ? &n->rx_cur : &n->rx_first;
 		size_t chunk;
-		int got = virtq_pop(q, e);
+		int got;
 
+		/*
+		 * A driver that refills the ring while we take 1-byte buffers must not
+		 * push us past rx_heads: a frame never spans more than one ring's worth.
+		 */
+		if (nbufs >= q->size) {
+			rx_unpop(q, nbufs);
+			return RX_DROP;
+		}
+		got = virtq_pop(q, e);
 		if (got == 0) {
 			/* Ask for a notification, then look again: the driver may have raced us. */
 			virtq_set_notify(q, true);

@@ -11,6 +11,8 @@
 
 /* Bound the work one request can ask of the host. */
 #define RNG_MAX_PER_REQUEST (64 * 1024)
+/* Requests per pass: a driver that keeps refilling the ring must not keep the loop to itself. */
+#define RNG_BUDGET 64
 
 struct rng {
 	struct virtq_elem elem;
@@ -21,6 +23,7 @@ static void rng_notify(void *priv, struct virtio_dev *vd, unsigned q)
 	struct rng *r = priv;
 	struct virtq_elem *e = &r->elem;
 	bool pushed = false;
+	unsigned budget = RNG_BUDGET;
 	int got;
 
 	while ((got = virtq_pop(&vd->vq[q], e)) == 1) {
@@ -39,6 +42,9 @@ static void rng_notify(void *priv, struct virtio_dev *vd, unsigned q)
 			if (n <= 0)
 				break;
 			written += (uint32_t)n;
+			/* A short read leaves a gap: the driver takes the first written bytes. */
+			if ((size_t)n < want)
+				break;
 		}
 		vd->stats.requests++;
 		vd->stats.bytes_in += written;
@@ -46,6 +52,8 @@ static void rng_notify(void *priv, struct virtio_dev *vd, unsigned q)
 		if (virtq_push(&vd->vq[q], e->head, written))
 			break;
 		pushed = true;
+		if (--budget == 0 && virtio_queue_requeue(vd, q))
+			break;
 	}
 	if (got < 0)
 		virtio_needs_reset(vd, "malformed descriptor chain on the request queue");

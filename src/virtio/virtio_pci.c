@@ -104,7 +104,7 @@ static void intx_update(struct virtio_pci *vp)
 
 	if (level != vp->intx_level) {
 		vp->intx_level = level;
-		dev_irq_set(&vp->vd.ctx, vp->pci.cfg[PCI_INTERRUPT_LINE], level);
+		dev_irq_set(&vp->vd.ctx, vp->pci.intx_gsi, level);
 	}
 	if (level)
 		vp->pci.cfg[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
@@ -261,6 +261,11 @@ static void vp_set_status(struct virtio_pci *vp, uint8_t v)
 		vp_reset(vp);
 		return;
 	}
+	/*
+	 * Only a reset clears bits (2.1.2): a driver that drops FEATURES_OK or
+	 * DRIVER_OK must not rewrite features under running queues or activate twice.
+	 */
+	v |= old;
 	if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
 		uint64_t f = vd->driver_features;
 
@@ -268,7 +273,10 @@ static void vp_set_status(struct virtio_pci *vp, uint8_t v)
 		if ((f & ~offered_features(vd)) || !(f & VIRTIO_BIT(VIRTIO_F_VERSION_1)))
 			v &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
 	}
-	vd->status = (uint8_t)(v | (old & VIRTIO_STATUS_NEEDS_RESET));
+	/* Unaccepted features never reach activate (3.1.1: DRIVER_OK follows FEATURES_OK). */
+	if (!(v & VIRTIO_STATUS_FEATURES_OK))
+		v &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
+	vd->status = v;
 	if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) &&
 	    vd->ops->activate)
 		vd->ops->activate(vd->priv, vd);
@@ -364,7 +372,8 @@ static void common_write(struct virtio_pci *vp, uint32_t off, const uint8_t *dat
 			vp->queue_vector[q] = (uint16_t)(v < vp->nvec ? v : NO_VECTOR);
 		break;
 	case 0x1c:
-		if (qok && v == 1 && !vd->vq[q].ready)
+		/* A device that needs a reset stays stopped until it gets one (2.1.2). */
+		if (qok && v == 1 && !vd->vq[q].ready && !(vd->status & VIRTIO_STATUS_NEEDS_RESET))
 			vp_queue_enable(vp, q);
 		break;
 	case 0x20: case 0x24:

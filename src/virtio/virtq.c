@@ -244,42 +244,40 @@ void virtq_set_notify(struct virtq *q, bool enable)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+/* Copy between iov (past its first skip bytes) and buf, in the direction to_buf says. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip, uint8_t *buf, size_t len,
+		       bool to_buf)
 {
 	size_t done = 0;
 	unsigned i;
 
 	for (i = 0; i < n && done < len; i++) {
 		size_t l = iov[i].iov_len;
+		uint8_t *p;
 
 		if (skip >= l) {
 			skip -= l;
 			continue;
 		}
+		p = (uint8_t *)iov[i].iov_base + skip;
 		l = MIN(l - skip, len - done);
-		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, l);
+		if (to_buf)
+			memcpy(buf + done, p, l);
+		else
+			memcpy(p, buf + done, l);
 		done += l;
 		skip = 0;
 	}
 	return done;
 }
 
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+	return iov_copy(iov, n, skip, buf, len, true);
+}
+
 size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len)
 {
-	size_t done = 0;
-	unsigned i;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l = MIN(l - skip, len - done);
-		memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, l);
-		done += l;
-		skip = 0;
-	}
-	return done;
+	/* buf is only read in this direction. */
+	return iov_copy(iov, n, skip, (uint8_t *)buf, len, false);
 }

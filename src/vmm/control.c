@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,8 @@ int control_open(const char *name, struct control **out, struct err *e)
 		r = err_set(e, errno, "control socket: %s", strerror(errno));
 		goto fail;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == EADDRINUSE) {
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	if (r == -EADDRINUSE) {
 		/* Someone's socket file: live VM, or left behind by a dead one? */
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -138,8 +140,8 @@ int control_open(const char *name, struct control **out, struct err *e)
 			close(fd);
 			goto fail;
 		}
-	} else if (errno && access(c->path, F_OK) < 0) {
-		r = err_set(e, errno, "control socket %s: %s", c->path, strerror(errno));
+	} else if (r) {
+		r = err_set(e, -r, "control socket %s: %s", c->path, strerror(-r));
 		close(fd);
 		goto fail;
 	}
@@ -232,9 +234,23 @@ static json_t *result_migrate_status(struct control *c)
 			 "downtime_exceeded", st.downtime_exceeded);
 }
 
+/* Field key of req, when present: an integer in [min, max] into *out; false when it is not. */
+static bool opt_count(json_t *req, const char *key, json_int_t min, json_int_t max, uint64_t *out)
+{
+	json_t *v = json_object_get(req, key);
+
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
 static json_t *start_migration(struct control *c, json_t *req)
 {
 	struct migrate_params p = { .auto_converge = true };
+	uint64_t rounds = 0;
 	const char *uri = json_string_value(json_object_get(req, "uri"));
 	json_t *v;
 	struct err e = { "" };
@@ -242,17 +258,20 @@ static json_t *start_migration(struct control *c, json_t *req)
 	if (!uri || strlen(uri) >= sizeof(p.uri))
 		return json_pack("{s:b, s:s}", "ok", 0, "error", "migrate needs a \"uri\" (tcp:HOST:PORT)");
 	strcpy(p.uri, uri);
-	if ((v = json_object_get(req, "downtime_ms")) && json_integer_value(v) > 0)
-		p.downtime_ms = (uint64_t)json_integer_value(v);
-	if ((v = json_object_get(req, "bandwidth")) && json_integer_value(v) > 0)
-		p.bandwidth = (uint64_t)json_integer_value(v);
-	if ((v = json_object_get(req, "max_rounds")) && json_integer_value(v) > 0)
-		p.max_rounds = (unsigned)json_integer_value(v);
-	if ((v = json_object_get(req, "auto_converge")))
+	/* Absent means the default; present must be an integer in range (bandwidth 0: unlimited). */
+	if (!opt_count(req, "downtime_ms", 1, 3600000, &p.downtime_ms) ||
+	    !opt_count(req, "bandwidth", 0, INT64_MAX, &p.bandwidth) ||
+	    !opt_count(req, "max_rounds", 1, 10000, &rounds))
+		return json_pack("{s:b, s:s}", "ok", 0, "error",
+				 "downtime_ms (1-3600000), bandwidth (bytes/s, 0 = unlimited) and "
+				 "max_rounds (1-10000) must be integers in range");
+	p.max_rounds = (unsigned)rounds;
+	if ((v = json_object_get(req, "auto_converge"))) {
+		if (!json_is_boolean(v))
+			return json_pack("{s:b, s:s}", "ok", 0, "error", "auto_converge must be true or false");
 		p.auto_converge = json_is_true(v);
-	if (vm_migrating(c->vm))
-		return json_pack("{s:b, s:s}", "ok", 0, "error", "a migration is already running");
-	/* The previous migration's thread has ended (not migrating): reap it. */
+	}
+	/* The previous migration's thread has ended (control_handle refuses one while it runs). */
 	migrate_free(c->mig);
 	c->mig = NULL;
 	if (migrate_start(c->vm, &p, &c->mig, &e))
@@ -377,14 +396,53 @@ static json_t *control_handle(struct control *c, json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, "result", res ? res : json_object());
 }
 
+/*
+ * Write all of buf to the non-blocking client socket, waiting for room while
+ * the client reads, for REPLY_WAIT_MS at most: a client that stopped reading
+ * loses its answer, and the main loop is not held for longer than that.
+ */
+#define REPLY_WAIT_MS 2000
+
+static int reply_write(int fd, const char *buf, size_t len)
+{
+	uint64_t deadline = time_ns() + REPLY_WAIT_MS * 1000000ULL;
+
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			uint64_t now = time_ns();
+
+			if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000 + 1)) <= 0)
+				return -ETIMEDOUT;
+		} else if (n < 0 && errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 static void client_reply(struct client *cl, json_t *resp)
 {
 	char *s = json_dumps(resp, JSON_COMPACT);
 
 	if (s) {
-		/* Best effort: a client that stopped reading loses its answer, not the VM. */
-		if (write_all(cl->fd, s, strlen(s)) == 0)
-			write_all(cl->fd, "\n", 1);
+		size_t n = strlen(s);
+
+		/* The line and its newline go out in one write. */
+		char *line = realloc(s, n + 2);
+
+		if (line) {
+			line[n] = '\n';
+			line[n + 1] = '\0';
+			if (reply_write(cl->fd, line, n + 1))
+				log_debug("control: a client did not take its reply");
+			s = line;
+		}
 		free(s);
 	}
 	json_decref(resp);

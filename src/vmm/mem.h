@@ -17,6 +17,13 @@ struct err;
  */
 enum mem_hugepages { MEM_HUGE_AUTO, MEM_HUGE_NONE, MEM_HUGE_THP, MEM_HUGE_HUGETLBFS };
 
+/*
+ * Guest RAM sizes accepted from the command line, a snapshot or a migration
+ * stream: the boot structures need 2 MiB; 1 TiB is a sane cap.
+ */
+#define MEM_SIZE_MIN (16ULL << 20)
+#define MEM_SIZE_MAX (1ULL << 40)
+
 struct mem_opts {
 	uint64_t size; /* bytes of RAM, multiple of 4 KiB (2 MiB with hugetlbfs) */
 	enum mem_hugepages huge;

@@ -369,6 +369,9 @@ static int snap_nets_from_json(json_t *root, const char *dir, struct vm_config *
 		o->index = cfg->nnets++;
 		o->tap = keep(cfg, json_object_get(n, "tap"));
 		o->fd = -1;
+		/* The same rule as --net tap=NAME: an interface name, 1 to 15 characters. */
+		if (o->tap && (!*o->tap || strlen(o->tap) >= 16 || strchr(o->tap, '/')))
+			return err_set(e, EINVAL, "snapshot %s: vm.json: bad tap name", dir);
 		if (mac && sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4],
 				  &b[5]) == 6) {
 			for (unsigned k = 0; k < 6; k++)
@@ -420,7 +423,7 @@ static int snap_config_from_json(json_t *root, const char *dir, struct vm_config
 				 struct err *e)
 {
 	json_t *disks, *d;
-	json_int_t cpus, mem;
+	json_int_t cpus, mem, cid;
 	size_t i;
 
 	if (strcmp(json_string_value(json_object_get(root, "format")) ?: "", "kvmm-snapshot") ||
@@ -432,7 +435,8 @@ static int snap_config_from_json(json_t *root, const char *dir, struct vm_config
 	cpus = json_integer_value(json_object_get(root, "cpus"));
 	mem = json_integer_value(json_object_get(root, "memory"));
 	disks = json_object_get(root, "disks");
-	if (cpus < 1 || cpus > X86_MAX_VCPUS || mem < (json_int_t)(16 * MiB) || mem % 4096 ||
+	if (cpus < 1 || cpus > X86_MAX_VCPUS || mem < (json_int_t)MEM_SIZE_MIN ||
+	    mem > (json_int_t)MEM_SIZE_MAX || mem % 4096 ||
 	    !json_is_array(disks) || json_array_size(disks) > VM_MAX_DISKS) {
 		json_decref(root);
 		return err_set(e, EINVAL, "snapshot %s: vm.json has invalid values", dir);
@@ -472,7 +476,13 @@ static int snap_config_from_json(json_t *root, const char *dir, struct vm_config
 		return -EINVAL;
 	}
 	cfg->virtio_console = json_is_true(json_object_get(root, "virtio_console"));
-	cfg->vsock_cid = (uint32_t)json_integer_value(json_object_get(root, "vsock_cid"));
+	/* 0 is no vsock; 1 and 2 are reserved, UINT32_MAX is VMADDR_CID_ANY (as for --vsock). */
+	cid = json_integer_value(json_object_get(root, "vsock_cid"));
+	if (cid && (cid < 3 || cid >= (json_int_t)UINT32_MAX)) {
+		json_decref(root);
+		return err_set(e, EINVAL, "snapshot %s: vm.json: bad vsock_cid", dir);
+	}
+	cfg->vsock_cid = (uint32_t)cid;
 	d = json_object_get(root, "balloon");
 	cfg->balloon = json_is_object(d);
 	if (cfg->balloon) {

@@ -43,6 +43,12 @@ t "kvmm convert refcount_bits=1" roundtrip rc1 -o refcount_bits=1
 t "kvmm convert -c zlib" roundtrip cz -c
 t "kvmm convert -c zstd" roundtrip czstd -c -o compression_type=zstd
 t "kvmm convert -c cluster_size=4k" roundtrip cz4k -c -o cluster_size=4k
+# A hole shorter than a cluster at the start: compressed clusters must stay cluster aligned.
+truncate -s 4M hole.raw
+dd if=data.raw of=hole.raw bs=4k skip=16 seek=1 count=200 conv=notrunc status=none
+t "kvmm convert -c, sub-cluster hole -> qemu check + read" bash -c "
+	'$KVMM' img convert -f raw -O qcow2 -c hole.raw hole.qcow2 && qemu-img check -q hole.qcow2 &&
+	qemu-img convert -O raw hole.qcow2 hole.back && cmp hole.raw hole.back"
 t "kvmm convert qcow2 -> raw is sparse and equal" bash -c "
 	'$KVMM' img convert -O raw def.qcow2 def.raw && cmp data.raw def.raw &&
 	[ \$(stat -c %b def.raw) -lt \$(stat -c %b data.raw) ]"

@@ -174,6 +174,17 @@ static void test_bad_pfns(void **state)
 	assert_int_equal(resident(d, AREA, 1), 0);
 	assert_int_equal(resident(d, AREA + PAGE, 1), 1);
 
+	/* More frames than one buffer may carry: only the first 4096 are looked at. */
+	uint64_t big = vdrv_alloc(d, 4100 * 4);
+	memset(vdrv_ptr(d, big, 4100 * 4), 0xff, 4100 * 4);
+	struct vdrv_buf bb = { big, 4100 * 4, false };
+	vdrv_add(d, INFLATEQ, &bb, 1);
+	vdrv_kick(d, INFLATEQ);
+	assert_true(vdrv_used(d, INFLATEQ, &id, &len));
+	virtio_balloon_info(d->vd, &bi);
+	assert_int_equal(bi.bad_pfns, 2 + 4096);
+	assert_false(vdrv_status(d) & VIRTIO_STATUS_NEEDS_RESET);
+
 	/* A descriptor loop: NEEDS_RESET, the VMM goes on. */
 	vdrv_set_desc(d, INFLATEQ, 5, a, 4, VIRTQ_DESC_F_NEXT, 5);
 	vdrv_publish(d, INFLATEQ, 5);

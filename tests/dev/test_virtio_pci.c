@@ -436,6 +436,16 @@ static void test_features(void **state)
 	/* After FEATURES_OK the features are fixed. */
 	set_features(t, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC));
 	assert_int_equal(t->vd->driver_features, back);
+	/* Dropping FEATURES_OK does not reopen them: only a reset clears status bits (2.1.2). */
+	wr(t, C_STATUS, 1, S_ACK | S_DRV);
+	assert_int_equal(status(t), S_ACK | S_DRV | S_FOK);
+	set_features(t, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC));
+	assert_int_equal(t->vd->driver_features, back);
+	/* DRIVER_OK without accepted features does not stick (3.1.1). */
+	assert_int_equal(negotiate(t, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(40)),
+			 S_ACK | S_DRV);
+	wr(t, C_STATUS, 1, S_ACK | S_DRV | S_DOK);
+	assert_int_equal(status(t), S_ACK | S_DRV);
 	/* Reset forgets them. */
 	wr(t, C_STATUS, 1, 0);
 	assert_int_equal(t->vd->driver_features, 0);
@@ -485,6 +495,10 @@ static void test_queue_setup(void **state)
 	queue_addrs(t, DESC, AVAIL, X86_PCI_MMIO_START);
 	wr(t, C_Q_ENABLE, 2, 1);
 	assert_true(status(t) & S_NR);
+	/* Good rings do not restart a device that needs a reset (2.1.2). */
+	queue_addrs(t, DESC, AVAIL, USED);
+	wr(t, C_Q_ENABLE, 2, 1);
+	assert_int_equal(rd(t, C_Q_ENABLE, 2), 0);
 
 	/* In RAM: enabled; then the queue registers are frozen. */
 	assert_int_equal(negotiate(t, VIRTIO_BIT(VIRTIO_F_VERSION_1)), S_ACK | S_DRV | S_FOK);
@@ -583,6 +597,16 @@ static void test_intx(void **state)
 	assert_false(t->f.level[t->line]);
 	assert_false(cfg_rd(t, 1, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	assert_int_equal(rd(t, ISR, 1), 0);
+
+	/* Interrupt Line is the OS's note: rewriting it does not move the device's INTx. */
+	cfg_wr(t, 1, PCI_INTERRUPT_LINE, 1, 5);
+	post(t, BUFS, 8, true);
+	assert_true(used(t, &id, &len));
+	assert_true(t->f.level[t->line]);
+	assert_false(t->f.level[5]);
+	assert_int_equal(rd(t, ISR, 1), 1);
+	assert_false(t->f.level[t->line]);
+	cfg_wr(t, 1, PCI_INTERRUPT_LINE, 1, t->line);
 
 	/* The driver asks for no interrupts: none comes. */
 	avail = fake_gpa(&t->f, AVAIL, 4);

@@ -68,6 +68,17 @@ wait_mig_state() {
 		i=$((i + 1))
 	done
 }
+# slow_pair MB LINES ARGS...: source a rewriting MB MiB per pass, destination b waiting on
+# $port; once a printed LINES count lines, `kvmm migrate a` with ARGS (--bandwidth ...).
+slow_pair() {
+	local mb=$1 lines=$2
+	shift 2
+	vm_start a --kernel "$guest" --memory $MEM --name a --cmdline "mb=$mb every=$EVERY" --log-level info
+	vm_start b --incoming "tcp:127.0.0.1:$port" --name b
+	wait_lines a "$lines" 30
+	wait_listen "$port"
+	ctl_ok migrate a "tcp:127.0.0.1:$port" "$@"
+}
 # migrate_ok SRC DST URI ARGS...: migrate SRC to the waiting DST and check the handover:
 # the source exits 0, the destination counts on from where the source stopped.
 migrate_ok() {
@@ -241,6 +252,22 @@ loopback)
 	vm_start b --incoming "tcp:127.0.0.1:$port" --name b --log-level info
 	wait_lines a 3 30
 	wait_listen "$port"
+	# Parameters out of range or of the wrong type are refused, and nothing starts.
+	python3 - "$KVMM_RUNTIME_DIR/a.sock" "tcp:127.0.0.1:$port" >"$tmp/badparams" 2>&1 <<'EOF' ||
+import json, socket, sys
+bad = [{"max_rounds": 4294967296}, {"max_rounds": 0}, {"downtime_ms": "100"},
+       {"downtime_ms": 3600001}, {"bandwidth": -1}, {"auto_converge": "no"}]
+for extra in bad:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall((json.dumps(dict({"cmd": "migrate", "uri": sys.argv[2]}, **extra)) + "\n").encode())
+    r = json.loads(s.makefile().readline())
+    s.close()
+    if r.get("ok") is not False or "error" not in r:
+        sys.exit("accepted %s: %s" % (extra, r))
+EOF
+		fail "bad migrate parameters: $(cat "$tmp/badparams")"
+	[ "$(mig_field a state)" != active ] || fail "a migration started on bad parameters"
 	migrate_ok a b "tcp:127.0.0.1:$port" --wait
 	grep -q "^migrated" "$tmp/migrate.stdout" || fail "kvmm migrate --wait printed: $(cat "$tmp/migrate.stdout")"
 	check_dump b
@@ -279,9 +306,9 @@ netns)
 	wait_lines a 3 30
 	# The destination is reachable only from inside namespace A.
 	ctl migrate a "tcp:127.0.0.1:$port"
+	# Refused at once, or accepted and then failed on connecting (polled, no fixed sleep).
 	if [ $crc -eq 0 ]; then
-		sleep 1
-		[ "$(mig_field a state)" = failed ] || fail "a migration to a port that only listens in another namespace did not fail"
+		wait_mig_state a failed 20
 	fi
 	migrate_ok a b "tcp:10.$net.7.2:$port" --wait
 	check_dump b
@@ -290,11 +317,7 @@ netns)
 throttle)
 	# 16 MiB rewritten every ~10 ms, a 40 MB/s link and a 30 ms downtime limit: the guest
 	# dirties far faster than the link, so the source must throttle it; it still completes.
-	vm_start a --kernel "$guest" --memory $MEM --name a --cmdline "mb=16 every=$EVERY" --log-level info
-	vm_start b --incoming "tcp:127.0.0.1:$port" --name b
-	wait_lines a 3 30
-	wait_listen "$port"
-	ctl_ok migrate a "tcp:127.0.0.1:$port" --bandwidth 40 --downtime 30
+	slow_pair 16 3 --bandwidth 40 --downtime 30
 	maxpct=0
 	maxround=0
 	i=0
@@ -325,11 +348,7 @@ throttle)
 cancel)
 	# A slow migration (5 MB/s) cancelled half-way: the source runs on, the destination
 	# gives up with one line, and a second migration afterwards completes.
-	vm_start a --kernel "$guest" --memory $MEM --name a --cmdline "mb=32 every=$EVERY" --log-level info
-	vm_start b --incoming "tcp:127.0.0.1:$port" --name b
-	wait_lines a 2 30
-	wait_listen "$port"
-	ctl_ok migrate a "tcp:127.0.0.1:$port" --bandwidth 5
+	slow_pair 32 2 --bandwidth 5
 	sleep 1
 	[ "$(mig_field a state)" = active ] || fail "the slow migration is not active after 1 s"
 	ctl pause a
@@ -356,11 +375,7 @@ cancel)
 	;;
 killed-dst)
 	# The destination dies (SIGKILL) mid-migration: the source notices and runs on.
-	vm_start a --kernel "$guest" --memory $MEM --name a --cmdline "mb=32 every=$EVERY" --log-level info
-	vm_start b --incoming "tcp:127.0.0.1:$port" --name b
-	wait_lines a 2 30
-	wait_listen "$port"
-	ctl_ok migrate a "tcp:127.0.0.1:$port" --bandwidth 5
+	slow_pair 32 2 --bandwidth 5
 	sleep 1
 	[ "$(mig_field a state)" = active ] || fail "the slow migration is not active after 1 s"
 	kill -KILL "${PIDS[b]}"

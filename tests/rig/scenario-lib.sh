@@ -32,34 +32,27 @@ rig_need_qemu() {
 		rig_skip "no QEMU in this host (pass --with-qemu to the rig)"
 }
 
-# rig_qemu_start TAG LIMIT ARGS...: like rig_kvmm_start, for QEMU (-accel kvm) as the peer
-# of a side-by-side run. Sets KVMM_PID, so rig_wait_console and rig_kvmm_wait apply.
-rig_qemu_start() {
-	_tag=$1 _lim=$2
-	shift 2
-	_what=qemu
-	echo "+ qemu $* (limit ${_lim}s)"
+# _rig_start WHAT BIN TAG LIMIT ARGS...: start "BIN ARGS" in the background under a time
+# limit; its stdout goes to $RIG_TMP/TAG.console, its stderr to $RIG_TMP/TAG.log. Sets
+# KVMM_PID, so rig_wait_console and rig_kvmm_wait apply.
+_rig_start() {
+	_what=$1 _bin=$2 _tag=$3 _lim=$4
+	shift 4
+	echo "+ $_what $* (limit ${_lim}s)"
 	_t0=$(rig_now_cs)
-	timeout -s TERM -k 10 "$_lim" "$RIG_QEMU_BIN" "$@" </dev/null \
+	timeout -s TERM -k 10 "$_lim" "$_bin" "$@" </dev/null \
 		>"$RIG_TMP/$_tag.console" 2>"$RIG_TMP/$_tag.log" &
 	KVMM_PID=$!
 	echo "$KVMM_PID" >>"$RIG_TMP/.pids"
 }
 
-# rig_kvmm_start TAG LIMIT ARGS...: start "kvmm ARGS" in the background under a time limit.
-# The guest console (stdout) goes to $RIG_TMP/TAG.console, kvmm's log (stderr) to
-# $RIG_TMP/TAG.log. Sets KVMM_PID.
-rig_kvmm_start() {
-	_tag=$1 _lim=$2
-	shift 2
-	_what=kvmm
-	echo "+ kvmm $* (limit ${_lim}s)"
-	_t0=$(rig_now_cs)
-	timeout -s TERM -k 10 "$_lim" "$RIG_KVMM" "$@" </dev/null \
-		>"$RIG_TMP/$_tag.console" 2>"$RIG_TMP/$_tag.log" &
-	KVMM_PID=$!
-	echo "$KVMM_PID" >>"$RIG_TMP/.pids"
-}
+# rig_qemu_start TAG LIMIT ARGS...: like rig_kvmm_start, for QEMU (-accel kvm) as the peer
+# of a side-by-side run.
+rig_qemu_start() { _rig_start qemu "$RIG_QEMU_BIN" "$@"; }
+
+# rig_kvmm_start TAG LIMIT ARGS...: start "kvmm ARGS" in the background under a time limit
+# (console in $RIG_TMP/TAG.console, kvmm's log in $RIG_TMP/TAG.log). Sets KVMM_PID.
+rig_kvmm_start() { _rig_start kvmm "$RIG_KVMM" "$@"; }
 
 # rig_kvmm_wait: wait for the kvmm started last. Sets KVMM_RC, KVMM_SECS and
 # KVMM_TIMEDOUT (1 when the time limit killed it: kvmm exits 0 on SIGTERM, so the exit

@@ -469,10 +469,16 @@ static void bar_access(struct virtio_pci *vp, uint64_t off, uint8_t *data, uint3
 	} else if (off >= OFF_ISR && off < OFF_ISR + 4) {
 		if (!wr) {
 			memset(data, 0, len);
-			data[0] = vp->isr;
-			/* Reading ISR acknowledges and deasserts INTx (4.1.4.5). */
-			vp->isr = 0;
-			intx_update(vp);
+			/*
+			 * Reading ISR acknowledges and deasserts INTx (4.1.4.5). The status is
+			 * the byte at offset 0: a read of bytes 1-3 alone sees 0 and must not
+			 * swallow an interrupt the driver has not seen.
+			 */
+			if (off == OFF_ISR) {
+				data[0] = vp->isr;
+				vp->isr = 0;
+				intx_update(vp);
+			}
 		}
 	} else if (off >= OFF_DEVICE && off < OFF_DEVICE + DEVICE_MAX) {
 		uint32_t o = (uint32_t)(off - OFF_DEVICE);
@@ -588,7 +594,17 @@ static void vp_cfg_written(void *opaque, unsigned off, unsigned len)
 
 static void vp_kick_cb(void *arg);
 
-/* Follow BAR moves with the notify ioeventfds. */
+/*
+ * Follow BAR moves with the notify ioeventfds.
+ *
+ * Runs on a vCPU thread under the PCI host bridge's lock (a guest config write),
+ * while the event loop may hand a queue to or back from vhost under vd->lock
+ * (virtio_queue_kick_fd/_release change ext_kick_fd and use
+ * notify_ioeventfd_addr): take vd->lock so both see one consistent
+ * registration. Lock order: the host bridge's lock, then vd->lock, as in
+ * vp_cfg_reading/vp_cfg_written; nothing holding vd->lock may enter the host
+ * bridge (virtio_pci_destroy removes the function without vd->lock).
+ */
 static void vp_bar_mapped(void *opaque, int bar, uint64_t addr)
 {
 	struct virtio_pci *vp = opaque;
@@ -597,6 +613,7 @@ static void vp_bar_mapped(void *opaque, int bar, uint64_t addr)
 
 	if (bar != 0 || !c->ioeventfd)
 		return;
+	pthread_mutex_lock(&vp->vd.lock);
 	for (q = 0; q < vp->vd.ops->nqueues; q++) {
 		int fd = vp->ext_kick_fd[q] >= 0 ? vp->ext_kick_fd[q] :
 			 vp->kick_watched[q]	   ? vp->kick_fd[q] :
@@ -611,6 +628,7 @@ static void vp_bar_mapped(void *opaque, int bar, uint64_t addr)
 			c->ioeventfd(c->irq_opaque, fd, addr + OFF_NOTIFY + NOTIFY_MULT * q, 2, true);
 	}
 	vp->notify_ioeventfd_addr = addr ? addr + OFF_NOTIFY : 0;
+	pthread_mutex_unlock(&vp->vd.lock);
 }
 
 struct kick_arg {

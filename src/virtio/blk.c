@@ -279,6 +279,14 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 		}
 		if (wr && nin != 1)
 			goto ioerr; /* a write carries no device-writable data */
+		/*
+		 * The used ring's len is 32 bits and counts the status byte too (2.7.8):
+		 * a chain of large descriptors (or the same RAM many times) can describe
+		 * more, and a read would report a truncated length. Nothing near this
+		 * honours size_max * seg_max, so refuse it before any I/O, either way.
+		 */
+		if (datalen >= UINT32_MAX)
+			goto ioerr;
 		off = h.sector * SECTOR;
 		if (datalen % SECTOR || h.sector > UINT64_MAX / SECTOR ||
 		    !range_ok(off, datalen, b->cfg.capacity * SECTOR))

@@ -1056,6 +1056,68 @@ static void test_indirect(void **state)
 	assert_memory_equal(data(t, 0, 2048), t->shadow + 5 * 512, 2048);
 }
 
+/* A disk just past 4 GiB (sparse), so that only the 32-bit used length limits a request. */
+#define BIG_DISK ((4ULL << 30) + (16ULL << 20))
+
+static int setup_big(void **state)
+{
+	struct t *t = calloc(1, sizeof(*t));
+
+	if (!t || make_disk(t) || ftruncate(t->fd, BIG_DISK) || make_dev(t, false, 1))
+		return -1;
+	*state = t;
+	return 0;
+}
+
+/*
+ * A read whose data descriptors add up to more than 4 GiB (the same 8 MiB of
+ * RAM, 513 times, through an indirect table): its used length cannot be
+ * represented in 32 bits, so it is refused with IOERR before any I/O, counted
+ * as an error, and the device goes on.
+ */
+static void test_used_len_overflow(void **state)
+{
+	struct t *t = *state;
+	const unsigned nd = 513, n = nd + 2;
+	const uint32_t piece = 8u << 20;
+	uint8_t *tb = fake_gpa(&t->f, INDIR, 16ULL * n);
+	uint64_t errors;
+	uint32_t id, len;
+
+	start_q(t, VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC), 1, 64);
+	errors = t->vd->stats.errors;
+	memset(data(t, 0, piece), 0xa5, piece);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t a = i == 0 ? hdr(t, 0, T_IN, 0) : i == n - 1 ? stat_gpa(t, 0) : DATA;
+		uint32_t l = i == 0 ? 16 : i == n - 1 ? 1 : piece;
+		uint16_t f = (uint16_t)((i ? VIRTQ_DESC_F_WRITE : 0) |
+					(i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+		uint16_t next = (uint16_t)(i + 1);
+
+		memcpy(tb + 16 * i, &a, 8);
+		memcpy(tb + 16 * i + 8, &l, 4);
+		memcpy(tb + 16 * i + 12, &f, 2);
+		memcpy(tb + 16 * i + 14, &next, 2);
+	}
+	set_desc(t, 0, 0, INDIR, 16 * n, VIRTQ_DESC_F_INDIRECT, 0);
+	t->q[0].next_desc = 1;
+	publish(t, 0, 0);
+	kick(t, 0);
+	assert_true(wait_used(t, 0, &id, &len));
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 1); /* the status byte only */
+	assert_int_equal(req_status(t, 0), S_IOERR);
+	/* Nothing was read into the buffers. */
+	for (uint32_t i = 0; i < piece; i += 4096)
+		assert_int_equal(*data(t, i, 1), 0xa5);
+	assert_int_equal(t->vd->stats.errors, errors + 1);
+	assert_false(status(t) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Still working, at the far end of the disk too. */
+	assert_int_equal(simple(t, T_IN, 0, 512, NULL), S_OK);
+	assert_memory_equal(data(t, 0, 512), t->shadow, 512);
+	assert_int_equal(simple(t, T_IN, BIG_DISK / 512 - 1, 512, NULL), S_OK);
+}
+
 static void test_multiqueue(void **state)
 {
 	struct t *t = *state;
@@ -1165,6 +1227,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiqueue, setup_mq, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_used_len_overflow, setup_big, teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtio_blk", tests, NULL, NULL);

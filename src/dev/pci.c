@@ -12,6 +12,7 @@
 #include "dev/legacy.h"
 #include "dev/pci.h"
 #include "vmm/bus.h"
+#include "vmm/mem.h"
 
 /*
  * Bus 0, device 0 is the host bridge. Devices will plug in at slots 1-31
@@ -54,6 +55,26 @@ static void pci_bridge_write(struct pci_host *h, unsigned off, uint8_t v)
 		h->r.bridge_cfg[off] = v;
 }
 
+/*
+ * Whether a memory BAR at [addr, addr + size) may decode: wholly inside the
+ * 32-bit window, or wholly above 4 GiB and above guest RAM there. A BAR the
+ * guest moves over RAM (or over the IOAPIC/LAPIC, past the window) is treated
+ * like an unassigned one until it is moved somewhere legal: RAM wins in KVM's
+ * memslots anyway, and the notify ioeventfds must not be registered there.
+ */
+static bool pci_bar_addr_ok(const struct pci_host *h, uint64_t addr, uint64_t size)
+{
+	uint64_t high = X86_MEM_HIGH_START;
+
+	if (!addr || addr + size <= addr)
+		return false;
+	if (addr >= X86_PCI_MMIO_START && addr + size <= X86_PCI_MMIO_END)
+		return true;
+	if (h->ctx.gm)
+		high = MAX(high, gm_end(h->ctx.gm));
+	return addr >= high;
+}
+
 /* Map or unmap a device's BARs on the MMIO bus to follow its command register and BARs. */
 static void pci_update_bars(struct pci_host *h, struct pci_device *d)
 {
@@ -69,10 +90,7 @@ static void pci_update_bars(struct pci_host *h, struct pci_device *d)
 			continue;
 		memcpy(&addr, &d->cfg[PCI_BAR0 + 4 * i], b->is64 ? 8 : 4);
 		addr &= ~0xfULL;
-		/* Only decode addresses that fit wholly in the PCI window(s). */
-		want = mem_on && addr && addr + b->size > addr &&
-		       ((addr >= X86_PCI_MMIO_START && addr + b->size <= X86_PCI_MMIO_END) ||
-			addr >= X86_MEM_HIGH_START);
+		want = mem_on && pci_bar_addr_ok(h, addr, b->size);
 		if (d->bar_live[i] && (!want || addr != d->bar_addr[i])) {
 			bus_unregister(h->ctx.mmio, d->bar_addr[i]);
 			d->bar_live[i] = false;

@@ -11,9 +11,12 @@
 #include <string.h>
 
 #include "arch/x86/layout.h"
+#include "base/err.h"
 #include "dev/legacy.h"
+#include "dev/pci.h"
 #include "fake.h"
 #include "vmm/bus.h"
+#include "vmm/mem.h"
 
 #define ADDR X86_PORT_PCI_CONFIG
 #define DATA (X86_PORT_PCI_CONFIG + 4)
@@ -207,6 +210,115 @@ static void test_save_load(void **state)
 	sbuf_free(&s2);
 }
 
+/* A function with one 64-bit memory BAR of 4 KiB; records its bar_mapped calls. */
+struct bar_dev {
+	struct pci_device pci;
+	unsigned mapped, unmapped;
+	uint64_t last;
+};
+
+static void bar_dev_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
+{
+	(void)opaque;
+	(void)off;
+	memset(data, 0x5a, len);
+}
+
+static void bar_dev_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len)
+{
+	(void)opaque;
+	(void)off;
+	(void)data;
+	(void)len;
+}
+
+static const struct bus_ops bar_dev_ops = { .read = bar_dev_read, .write = bar_dev_write };
+
+static void bar_dev_mapped(void *opaque, int bar, uint64_t addr)
+{
+	struct bar_dev *b = opaque;
+
+	assert_int_equal(bar, 0);
+	if (addr)
+		b->mapped++;
+	else
+		b->unmapped++;
+	b->last = addr;
+}
+
+/* Slot 1, function 0: write the 64-bit BAR0 as a guest would (low dword, then high). */
+static void bar_write64(struct fake_dev *t, uint64_t addr)
+{
+	fake_out(&t->f, ADDR, 4, CFG(0, 1, 0, PCI_BAR0));
+	fake_out(&t->f, DATA, 4, (uint32_t)addr);
+	fake_out(&t->f, ADDR, 4, CFG(0, 1, 0, PCI_BAR0 + 4));
+	fake_out(&t->f, DATA, 4, (uint32_t)(addr >> 32));
+}
+
+/*
+ * A guest that moves a 64-bit BAR onto its own RAM above 4 GiB (or over the
+ * IOAPIC, or across the end of RAM) gets no decoding there: the BAR is off the
+ * MMIO bus, as if unassigned, until it is moved somewhere legal.
+ */
+static void test_bar_over_ram(void **state)
+{
+	struct fake_dev *t = *state;
+	/* 3 GiB below the hole and 2 GiB from 4 GiB: RAM ends at 6 GiB. */
+	struct guest_mem gm = { .fd = -1, .size = 5ULL << 30, .low_size = 3ULL << 30,
+				.high_size = 2ULL << 30, .page_size = 4096 };
+	const uint64_t ram_end = X86_MEM_HIGH_START + (2ULL << 30);
+	struct bar_dev b = { 0 };
+	struct err e = { { 0 } };
+	void *host;
+	uint64_t assigned;
+
+	/* The host bridge copies its context when created: a new one, with RAM. */
+	pci_host_desc.destroy(t->dev);
+	t->f.ctx.gm = &gm;
+	host = t->dev = fake_create(&t->f, &pci_host_desc);
+	b.pci.name = "bar-test";
+	b.pci.bars[0] = (struct pci_bar_desc){ .size = 0x1000, .is64 = true, .ops = &bar_dev_ops,
+					       .opaque = &b };
+	b.pci.bar_mapped = bar_dev_mapped;
+	b.pci.opaque = &b;
+	assert_int_equal(pci_add_device(host, &b.pci, &e), 0);
+	assert_int_equal(b.mapped, 1);
+	assigned = b.last;
+	assert_true(fake_mmio_claimed(&t->f, assigned, 4));
+
+	/* Onto high RAM: unmapped, nothing decodes there. */
+	bar_write64(t, X86_MEM_HIGH_START + 0x100000);
+	assert_int_equal(cfg_read(t, 0, 1, 0, PCI_BAR0 + 4, 4), 1); /* the register holds it */
+	assert_false(fake_mmio_claimed(&t->f, X86_MEM_HIGH_START + 0x100000, 4));
+	assert_false(fake_mmio_claimed(&t->f, assigned, 4));
+	assert_int_equal(b.last, 0);
+	assert_int_equal(b.mapped, 1);
+	/* The last page of RAM, and low RAM, are refused too. */
+	bar_write64(t, ram_end - 0x1000);
+	assert_false(fake_mmio_claimed(&t->f, ram_end - 0x1000, 4));
+	bar_write64(t, 0x100000);
+	assert_false(fake_mmio_claimed(&t->f, 0x100000, 4));
+	/* Past the 32-bit window (IOAPIC) is not decoded either. */
+	bar_write64(t, X86_IOAPIC_BASE);
+	assert_false(fake_mmio_claimed(&t->f, X86_IOAPIC_BASE, 4));
+	assert_int_equal(b.mapped, 1);
+
+	/* Just above RAM is legal again, and so is the window. */
+	bar_write64(t, ram_end);
+	assert_true(fake_mmio_claimed(&t->f, ram_end, 4));
+	assert_int_equal(fake_mmio_read(&t->f, ram_end, 1), 0x5a);
+	assert_int_equal(b.last, ram_end);
+	bar_write64(t, assigned);
+	assert_false(fake_mmio_claimed(&t->f, ram_end, 4));
+	assert_true(fake_mmio_claimed(&t->f, assigned, 4));
+	assert_int_equal(b.last, assigned);
+
+	pci_remove_device(host, &b.pci);
+	assert_false(fake_mmio_claimed(&t->f, assigned, 4));
+	/* The teardown destroys the new host bridge, which keeps no pointer into RAM. */
+	t->f.ctx.gm = NULL;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fake_dev_teardown)
 
 int main(void)
@@ -219,6 +331,7 @@ int main(void)
 		T(test_read_only),
 		T(test_reset_register),
 		T(test_save_load),
+		T(test_bar_over_ram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

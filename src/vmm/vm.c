@@ -51,6 +51,7 @@ struct vcpu {
 	bool started;
 	struct vcpu_stats st;
 	struct ratelimit unhandled_rl;
+	uint64_t throttle_mark; /* start of the running stretch the throttle owes a sleep for */
 };
 
 /* An fd the event loop watches; cb runs on the main thread when it is readable. */
@@ -384,12 +385,36 @@ static bool vcpu_handle_exit(struct vcpu *c)
  * migration thread kicks the vCPUs every slice so even a guest that never
  * exits passes through here.
  */
-static void vcpu_throttle(struct vm *vm)
-{
-	int pct = atomic_load(&vm->throttle_pct);
+/* The throttle (auto-converge) sleeps once per this much running, not once per exit. */
+#define THROTTLE_RUN_NS (10 * 1000000ULL)
 
-	if (pct > 0)
-		usleep((useconds_t)(10000ULL * (unsigned)pct / (unsigned)(100 - pct)));
+/*
+ * Keep a throttled vCPU off the CPU for pct% of the time: after each stretch of
+ * THROTTLE_RUN_NS or more, sleep for stretch * pct / (100 - pct). Sleeping per exit
+ * instead would throttle an exit-heavy guest far more than asked. The sleep goes
+ * on across the kick signals, and ends early for a pause or a stop.
+ */
+static void vcpu_throttle(struct vcpu *c)
+{
+	struct vm *vm = c->vm;
+	int pct = atomic_load(&vm->throttle_pct);
+	uint64_t now = time_ns(), until;
+
+	if (pct <= 0 || !c->throttle_mark) {
+		c->throttle_mark = pct > 0 ? now : 0;
+		return;
+	}
+	if (now - c->throttle_mark < THROTTLE_RUN_NS)
+		return;
+	until = now + (now - c->throttle_mark) * (uint64_t)pct / (uint64_t)(100 - pct);
+	while (now < until && !atomic_load(&vm->stopping) && !atomic_load(&vm->pause_req)) {
+		uint64_t left = MIN(until - now, THROTTLE_RUN_NS);
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)left };
+
+		nanosleep(&ts, NULL); /* a kick cuts it short: loop */
+		now = time_ns();
+	}
+	c->throttle_mark = now;
 }
 
 /* Wait here while the VM is paused; the loop thread counts parked vCPUs. */
@@ -432,7 +457,7 @@ static void *vcpu_thread(void *arg)
 		c->st.run_ns += time_ns() - t0;
 		if (r == -EINTR || r == -EAGAIN) {
 			c->kvm.run->immediate_exit = 0;
-			vcpu_throttle(vm);
+			vcpu_throttle(c);
 			continue;
 		}
 		if (r) {
@@ -446,7 +471,7 @@ static void *vcpu_thread(void *arg)
 		c->st.exits++;
 		if (!vcpu_handle_exit(c))
 			break;
-		vcpu_throttle(vm);
+		vcpu_throttle(c);
 	}
 	return NULL;
 }

@@ -2,22 +2,19 @@
 /* net.c: virtio-net (virtio 1.2, 5.1) on a tap device, served by kvmm or by the kernel's vhost-net. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/if_link.h>
 #include <linux/if_tun.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/err.h"
 #include "base/util.h"
+#include "net/link.h"
 #include "net/tap.h"
 #include "net/vhost.h"
 #include "virtio/devices.h"
@@ -81,13 +78,6 @@ struct net_counters {
 	uint64_t rx_packets, rx_dropped, tx_packets, tx_dropped;
 };
 
-/* What the tap moved, from the guest's side (the tap transmits what the guest receives). */
-struct tap_traffic {
-	uint64_t in_packets, in_bytes, out_packets, out_bytes;
-};
-
-#define NL_BUF 16384
-
 struct virtio_net {
 	struct virtio_dev *vd;
 	struct virtio_dev_ops ops;
@@ -108,14 +98,11 @@ struct virtio_net {
 	bool vring_started[2];
 	/*
 	 * While vhost-net serves the queues, the traffic is counted from the tap's
-	 * own counters (rtnetlink, RTM_GETLINK): nl is -1 when they cannot be read.
+	 * own counters (net/link.c): lw is NULL when they cannot be read.
 	 */
-	int nl;
-	int ifindex;
-	uint32_t nl_seq;
-	uint8_t *nlbuf;
+	struct link_watch *lw;
 	bool vbase_ok;
-	struct tap_traffic vbase; /* the tap's counters when vhost-net took the queues */
+	struct link_counters vbase; /* the tap's counters when vhost-net took the queues */
 	struct net_counters c;
 	/* A frame read from the tap and not yet delivered (rx_len 0: none). */
 	uint8_t *rxbuf;
@@ -435,16 +422,15 @@ static unsigned guest_offloads(const struct virtio_dev *vd)
 /* --- traffic counters while vhost-net runs --- */
 
 /*
- * A netlink socket to read the tap's counters with, when the tap lives in kvmm's own
+ * Read the tap's counters through rtnetlink when the tap lives in kvmm's own
  * network namespace (its index means nothing elsewhere).
  */
 static void tap_traffic_open(struct virtio_net *n)
 {
 	struct stat a, b;
 	bool same;
-	int ns;
+	int ns, ifindex;
 
-	n->nl = -1;
 	if (!n->tap.is_tap || !n->tap.ifname[0])
 		return;
 	ns = ioctl(n->tap.fd, TUNGETDEVNETNS);
@@ -453,87 +439,23 @@ static void tap_traffic_open(struct virtio_net *n)
 	same = !fstat(ns, &a) && !stat("/proc/self/ns/net", &b) && a.st_dev == b.st_dev &&
 	       a.st_ino == b.st_ino;
 	close(ns);
-	n->ifindex = (int)if_nametoindex(n->tap.ifname);
-	if (!same || n->ifindex <= 0)
-		return;
-	n->nlbuf = malloc(NL_BUF);
-	if (n->nlbuf)
-		n->nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
-}
-
-/* IFLA_STATS64 out of one RTM_NEWLINK message; false when it is not there. */
-static bool link_stats(const struct nlmsghdr *nh, struct rtnl_link_stats64 *st)
-{
-	const struct ifinfomsg *ifi = NLMSG_DATA(nh);
-	const struct rtattr *a;
-	int len;
-
-	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*ifi)))
-		return false;
-	len = (int)(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi)));
-	for (a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-		if (a->rta_type == IFLA_STATS64 && RTA_PAYLOAD(a) >= sizeof(*st)) {
-			memcpy(st, RTA_DATA(a), sizeof(*st));
-			return true;
-		}
-	}
-	return false;
-}
-
-/* The tap's counters now; false when they cannot be had. */
-static bool tap_traffic_read(struct virtio_net *n, struct tap_traffic *t)
-{
-	struct {
-		struct nlmsghdr nh;
-		struct ifinfomsg ifi;
-	} req = {
-		.nh = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK,
-			.nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = ++n->nl_seq },
-		.ifi = { .ifi_family = AF_UNSPEC, .ifi_index = n->ifindex },
-	};
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-	struct rtnl_link_stats64 st;
-
-	if (n->nl < 0 || sendto(n->nl, &req, sizeof(req), 0, (struct sockaddr *)&kernel,
-				sizeof(kernel)) != (ssize_t)sizeof(req))
-		return false;
-	/* The kernel answers within sendto; older answers (a read cut short) are skipped. */
-	for (;;) {
-		ssize_t got = recv(n->nl, n->nlbuf, NL_BUF, MSG_DONTWAIT);
-		size_t off = 0, len = got > 0 ? (size_t)got : 0;
-
-		if (got <= 0)
-			return false;
-		while (len - off >= sizeof(struct nlmsghdr)) {
-			const struct nlmsghdr *nh = (const struct nlmsghdr *)(n->nlbuf + off);
-
-			if (nh->nlmsg_len < sizeof(*nh) || nh->nlmsg_len > len - off)
-				return false;
-			off += NLMSG_ALIGN(nh->nlmsg_len);
-			if (off > len)
-				off = len;
-			if (nh->nlmsg_seq != n->nl_seq)
-				continue;
-			if (nh->nlmsg_type != RTM_NEWLINK || !link_stats(nh, &st))
-				return false;
-			*t = (struct tap_traffic){ .in_packets = st.tx_packets, .in_bytes = st.tx_bytes,
-						   .out_packets = st.rx_packets, .out_bytes = st.rx_bytes };
-			return true;
-		}
-	}
+	ifindex = (int)if_nametoindex(n->tap.ifname);
+	if (same && ifindex > 0)
+		n->lw = link_watch_open(ifindex);
 }
 
 /* What the tap moved since vhost-net took the queues, added to s. */
 static void vhost_traffic_add(struct virtio_net *n, struct virtio_stats *s)
 {
-	struct tap_traffic now;
+	struct link_counters now;
 
-	if (!n->vbase_ok || !tap_traffic_read(n, &now))
+	if (!n->vbase_ok || !link_watch_read(n->lw, &now))
 		return;
-	s->requests += (now.in_packets - n->vbase.in_packets) +
-		       (now.out_packets - n->vbase.out_packets);
-	s->bytes_in += now.in_bytes - n->vbase.in_bytes;
-	s->bytes_out += now.out_bytes - n->vbase.out_bytes;
+	/* The tap transmits what the guest receives, and receives what it sends. */
+	s->requests += (now.tx_packets - n->vbase.tx_packets) +
+		       (now.rx_packets - n->vbase.rx_packets);
+	s->bytes_in += now.tx_bytes - n->vbase.tx_bytes;
+	s->bytes_out += now.rx_bytes - n->vbase.rx_bytes;
 }
 
 static void net_backend_stats(void *priv, struct virtio_stats *s)
@@ -620,7 +542,7 @@ static bool vhost_start(struct virtio_net *n, struct virtio_dev *vd)
 		return false;
 	}
 	n->vhost_running = true;
-	n->vbase_ok = tap_traffic_read(n, &n->vbase);
+	n->vbase_ok = link_watch_read(n->lw, &n->vbase);
 	log_info("virtio-net: %s: queues served by vhost-net", n->tap.ifname);
 	/* Buffers the driver posted before the hand-off: let the kernel look at the rings. */
 	for (q = 0; q < 2; q++) {
@@ -730,9 +652,7 @@ static void net_free(struct virtio_net *n)
 {
 	if (n->ep >= 0)
 		close(n->ep);
-	if (n->nl >= 0)
-		close(n->nl);
-	free(n->nlbuf);
+	link_watch_close(n->lw);
 	tap_close(&n->tap);
 	vhost_close(&n->vhost);
 	free(n->rxbuf);
@@ -794,7 +714,6 @@ int virtio_net_create(const struct dev_ctx *ctx, const struct net_opts *o,
 	if (!n)
 		return err_set(e, ENOMEM, "out of memory");
 	n->ep = -1;
-	n->nl = -1;
 	n->tap.fd = -1;
 	n->vhost.fd = -1;
 	n->vhost_mode = o->vhost;

@@ -234,7 +234,7 @@ static void setup_queue(unsigned qi)
 /* Driver initialization (3.1.1) with VERSION_1, MAC and CSUM. */
 static void dev_init(void)
 {
-	uint64_t f = vpci_negotiate(&dev.p, 1u << NET_F_MAC | 1u << NET_F_CSUM);
+	uint64_t f = vpci_negotiate(&dev.p, 1u << NET_F_MAC | 1u << NET_F_CSUM, 0);
 	printf("virtio-net: device features 0x%016lx\n", f);
 	for (int i = 0; i < 6; i++)
 		my_mac[i] = rd8(dev.p.device + (uintptr_t)i);

@@ -20,6 +20,8 @@
  * Prints "virtio-blk: OK" / "virtio-rng: OK" per device, then SUCCESS. */
 #include "lib/vpci.h"
 
+#include "arch/x86/pvh.h"
+
 #define PCI_DEVICE_BLK 0x1042
 #define PCI_DEVICE_RNG 0x1044
 
@@ -91,7 +93,7 @@ static void find_caps(struct vdev *d)
 /* Driver initialization (3.1.1): VERSION_1 only, queue 0 with up to 16 entries. */
 static void init(struct vdev *d)
 {
-	vpci_negotiate(&d->p, 0);
+	vpci_negotiate(&d->p, 0, 0);
 	memset(d->r, 0, sizeof(*d->r));
 	d->avail = d->used = 0;
 	d->qsize = vpci_queue_setup(&d->p, 0, QSIZE_MAX, (uintptr_t)d->r->desc,
@@ -351,21 +353,15 @@ static const char *const hostile_names[H_CASES] = {
 /* End of the memory map's RAM entry that holds the image (from hvm_start_info). */
 static uint64_t ram_block_end(void)
 {
-	const struct {
-		uint32_t magic, version, flags, nr_modules;
-		uint64_t modlist, cmdline, rsdp, memmap;
-		uint32_t entries, reserved;
-	} *si = (const void *)(uintptr_t)start_info_paddr;
-	const struct {
-		uint64_t addr, size;
-		uint32_t type, reserved;
-	} *m;
+	const struct hvm_start_info *si = (const void *)(uintptr_t)start_info_paddr;
+	const struct hvm_memmap_table_entry *m;
 
-	if (!si || si->magic != 0x336ec578 || si->version < 1 || !si->memmap)
+	if (!si || si->magic != HVM_START_MAGIC || si->version < 1 || !si->memmap_paddr)
 		fail("no memory map in hvm_start_info");
-	m = (const void *)(uintptr_t)si->memmap;
-	for (uint32_t i = 0; i < si->entries; i++)
-		if (m[i].type == 1 && m[i].addr <= 0x100000 && m[i].addr + m[i].size > 0x100000)
+	m = (const void *)(uintptr_t)si->memmap_paddr;
+	for (uint32_t i = 0; i < si->memmap_entries; i++)
+		if (m[i].type == HVM_MEMMAP_TYPE_RAM && m[i].addr <= 0x100000 &&
+		    m[i].addr + m[i].size > 0x100000)
 			return m[i].addr + m[i].size;
 	fail("no RAM entry holds the image at 1 MiB");
 }

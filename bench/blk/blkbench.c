@@ -12,12 +12,17 @@
  * The driver negotiates VERSION_1 and FLUSH (when offered), polls the used ring (interrupts are
  * suppressed with VIRTQ_AVAIL_F_NO_INTERRUPT, so neither VMM injects any) and
  * notifies unless the device set VIRTQ_USED_F_NO_NOTIFY. Rings and buffers
- * live at fixed guest-physical addresses from 4 MiB (identity-mapped).
+ * live at fixed guest-physical addresses from 4 MiB (identity-mapped). The
+ * transport (PCI scan, capabilities, status, features, queue set-up) is the
+ * test guests' guests/lib/vpci.c.
  */
-#include "lib/guest.h"
+#include "lib/vpci.h"
+
+#define PCI_DEVICE_BLK 0x1042
+#define BLK_F_FLUSH 9
 
 #define QS 128            /* 3 descriptors per request: QD 32 needs 96 */
-#define RING 0x400000UL   /* desc, avail at +0x1000, used at +0x2000 */
+#define RING 0x400000UL   /* descriptors, driver area at +0x800, device area at +0x1000 */
 #define HDRS 0x410000UL   /* 16-byte headers, then status bytes at +0x1000 */
 #define BUFS 0x800000UL   /* one buffer per slot */
 #define SLOT_BUF 0x20000UL /* 128 KiB */
@@ -26,154 +31,64 @@
 #define T_IN 0
 #define T_OUT 1
 
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-};
+struct ring VQ_SPLIT_RING(QS, 4096);
+_Static_assert(sizeof(struct ring) <= HDRS - RING, "the ring ends below the headers");
+static struct ring *const vq = (struct ring *)RING;
 
-static uintptr_t common, notify, devcfg;
-static uint32_t notify_mult;
-static uint16_t notify_off;
+static struct vpci dev; /* the transport (guests/lib/vpci.c) */
+static uintptr_t notify; /* queue 0's notify address */
 static uint64_t capacity; /* sectors */
 static int has_flush;
 static uint16_t avail_idx, last_used;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static uint32_t cfg_rd32(unsigned slot, unsigned off)
-{
-	outl(0xcf8, 0x80000000u | slot << 11 | (off & 0xfc));
-	return inl(0xcfc);
-}
-
-static void cfg_wr32(unsigned slot, unsigned off, uint32_t v)
-{
-	outl(0xcf8, 0x80000000u | slot << 11 | (off & 0xfc));
-	outl(0xcfc, v);
-}
-
-static uint8_t cfg_rd8(unsigned slot, unsigned off)
-{
-	return (uint8_t)(cfg_rd32(slot, off) >> (8 * (off & 3)));
-}
-
-static uint64_t bar(unsigned slot, unsigned b)
-{
-	uint32_t lo = cfg_rd32(slot, 0x10 + 4 * b);
-	uint64_t a = lo & ~0xfULL;
-
-	if (lo & 1)
-		fail("BAR %u is an I/O BAR", b);
-	if (((lo >> 1) & 3) == 2)
-		a |= (uint64_t)cfg_rd32(slot, 0x14 + 4 * b) << 32;
-	if (!a || a >= 0x100000000ULL)
-		fail("BAR %u at 0x%lx is not below 4 GiB", b, a);
-	return a;
-}
-
-#define R8(a) (*(volatile uint8_t *)(a))
-#define R16(a) (*(volatile uint16_t *)(a))
-#define R32(a) (*(volatile uint32_t *)(a))
-#define W8(a, v) (*(volatile uint8_t *)(a) = (v))
-#define W16(a, v) (*(volatile uint16_t *)(a) = (v))
-#define W32(a, v) (*(volatile uint32_t *)(a) = (v))
-
 static void find_device(void)
 {
-	unsigned slot, p;
+	unsigned pos = 0;
+	int found = 0;
 
-	for (slot = 0; slot < 32; slot++) {
-		uint32_t id = cfg_rd32(slot, 0);
-
-		if ((id & 0xffff) == 0x1af4 && (id >> 16) == 0x1042)
-			break;
-	}
-	if (slot == 32)
+	while (!found && vpci_next(&dev, &pos))
+		found = dev.id == PCI_DEVICE_BLK;
+	if (!found)
 		fail("no modern virtio-blk (1af4:1042) on bus 0");
-	/* Memory decoding and bus mastering on. */
-	cfg_wr32(slot, 0x04, (cfg_rd32(slot, 0x04) & 0xffff) | 0x6);
-	for (p = cfg_rd8(slot, 0x34) & 0xfc; p; p = cfg_rd8(slot, p + 1) & 0xfc) {
-		uint8_t type;
-		uintptr_t a;
-
-		if (cfg_rd8(slot, p) != 0x09)
-			continue;
-		type = cfg_rd8(slot, p + 3);
-		if (type != 1 && type != 2 && type != 4)
-			continue; /* ISR and the PCI_CFG window are not used */
-		a = (uintptr_t)(bar(slot, cfg_rd8(slot, p + 4)) + cfg_rd32(slot, p + 8));
-		if (type == 1 && !common)
-			common = a;
-		else if (type == 2 && !notify) {
-			notify = a;
-			notify_mult = cfg_rd32(slot, p + 16);
-		} else if (type == 4 && !devcfg)
-			devcfg = a;
-	}
-	if (!common || !notify || !devcfg)
+	dev.name = "virtio-blk";
+	vpci_enable(&dev);
+	vpci_find_caps(&dev);
+	if (!dev.device)
 		fail("virtio capabilities missing");
 }
 
 static void setup(void)
 {
-	struct desc *d = (struct desc *)RING;
-	uint32_t flush;
-	uint16_t qmax;
+	uint64_t offered;
+	uint16_t qs;
 
-	W8(common + 0x14, 0);
-	while (R8(common + 0x14))
-		cpu_relax();
-	W8(common + 0x14, 1 | 2);
 	/*
 	 * VERSION_1, and FLUSH when offered, as Linux does: without FLUSH the
 	 * device must write through (virtio 1.2, 5.2.5), which QEMU does with an
 	 * fdatasync per write; with it both VMMs may cache writes until a FLUSH.
 	 */
-	W32(common + 0x00, 0);
-	flush = (R32(common + 0x04) >> 9) & 1;
-	W32(common + 0x08, 0);
-	W32(common + 0x0c, flush << 9);
-	W32(common + 0x08, 1);
-	W32(common + 0x0c, 1);
-	W8(common + 0x14, 1 | 2 | 8);
-	if (!(R8(common + 0x14) & 8))
-		fail("FEATURES_OK refused");
-	W16(common + 0x16, 0);
-	qmax = R16(common + 0x18);
-	if (qmax < QS)
-		fail("queue 0 holds %u entries, need %u", qmax, QS);
-	W16(common + 0x18, QS);
-	W16(common + 0x1a, 0xffff); /* no MSI-X vector */
-	memset((void *)RING, 0, 0x3000);
-	W32(common + 0x20, RING);
-	W32(common + 0x24, 0);
-	W32(common + 0x28, RING + 0x1000);
-	W32(common + 0x2c, 0);
-	W32(common + 0x30, RING + 0x2000);
-	W32(common + 0x34, 0);
-	notify_off = R16(common + 0x1e);
-	W16(common + 0x1c, 1);
-	W8(common + 0x14, 1 | 2 | 4 | 8);
-	if (R8(common + 0x14) & 0x40)
-		fail("device needs reset after setup");
+	offered = vpci_negotiate(&dev, 0, 1ULL << BLK_F_FLUSH);
+	memset(vq, 0, sizeof(*vq));
 	/* Polling: ask for no interrupts (2.7.7). */
-	W16(RING + 0x1000, 1);
-	capacity = R32(devcfg) | (uint64_t)R32(devcfg + 4) << 32;
+	vq->avail_flags = 1;
+	qs = vpci_queue_setup(&dev, 0, QS, (uintptr_t)vq->desc, (uintptr_t)&vq->avail_flags,
+			      (uintptr_t)&vq->used_flags);
+	if (qs != QS)
+		fail("queue 0 holds %u entries, need %u", qs, QS);
+	notify = vpci_queue_notify(&dev, 0);
+	vpci_driver_ok(&dev);
+	capacity = rd32(dev.device) | (uint64_t)rd32(dev.device + 4) << 32;
 	/* Fixed descriptors: slot s uses s*3 (header), s*3+1 (data), s*3+2 (status). */
 	for (unsigned s = 0; s < MAXQD; s++) {
-		d[3 * s] = (struct desc){ HDRS + 16 * s, 16, 1, (uint16_t)(3 * s + 1) };
-		d[3 * s + 1] = (struct desc){ BUFS + SLOT_BUF * s, 4096, 1, (uint16_t)(3 * s + 2) };
-		d[3 * s + 2] = (struct desc){ HDRS + 0x1000 + s, 1, 2, 0 };
+		vq->desc[3 * s] = (struct vq_desc){ HDRS + 16 * s, 16, VQ_DESC_NEXT,
+						   (uint16_t)(3 * s + 1) };
+		vq->desc[3 * s + 1] = (struct vq_desc){ BUFS + SLOT_BUF * s, 4096, VQ_DESC_NEXT,
+						       (uint16_t)(3 * s + 2) };
+		vq->desc[3 * s + 2] = (struct vq_desc){ HDRS + 0x1000 + s, 1, VQ_DESC_WRITE, 0 };
 	}
 	avail_idx = last_used = 0;
-	has_flush = (int)flush;
+	has_flush = (int)(offered >> BLK_F_FLUSH & 1);
 }
 
 static uint64_t rnd(void)
@@ -187,26 +102,24 @@ static uint64_t rnd(void)
 /* Fill slot s with a request and put it on the avail ring (not yet published). */
 static void queue_req(unsigned s, uint32_t type, uint64_t sector, uint32_t len)
 {
-	struct desc *d = (struct desc *)RING;
-	volatile uint16_t *ring = (volatile uint16_t *)(RING + 0x1000 + 4);
 	uint32_t *h = (uint32_t *)(HDRS + 16 * s);
 
 	h[0] = type;
 	h[1] = 0;
 	*(uint64_t *)(h + 2) = sector;
-	*(volatile uint8_t *)(HDRS + 0x1000 + s) = 0xff;
-	d[3 * s + 1].len = len;
-	d[3 * s + 1].flags = (uint16_t)(1 | (type == T_IN ? 2 : 0));
-	ring[avail_idx % QS] = (uint16_t)(3 * s);
+	wr8(HDRS + 0x1000 + s, 0xff);
+	vq->desc[3 * s + 1].len = len;
+	vq->desc[3 * s + 1].flags = (uint16_t)(VQ_DESC_NEXT | (type == T_IN ? VQ_DESC_WRITE : 0));
+	vq->avail_ring[avail_idx % QS] = (uint16_t)(3 * s);
 	avail_idx++;
 }
 
 static void publish_and_kick(void)
 {
-	__atomic_store_n((volatile uint16_t *)(RING + 0x1000 + 2), avail_idx, __ATOMIC_RELEASE);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!(R16(RING + 0x2000) & 1))
-		W16(notify + (uintptr_t)notify_off * notify_mult, 0);
+	__atomic_store_n(&vq->avail_idx, avail_idx, __ATOMIC_RELEASE);
+	mb();
+	if (!(vq->used_flags & 1)) /* VIRTQ_USED_F_NO_NOTIFY */
+		wr16(notify, 0);
 }
 
 struct work {
@@ -234,16 +147,15 @@ static void run(const struct work *w, uint64_t span_sectors)
 	}
 	publish_and_kick();
 	while (done < w->ops) {
-		volatile uint16_t *uidx = (volatile uint16_t *)(RING + 0x2002);
 		int refill = 0;
 
-		while (__atomic_load_n(uidx, __ATOMIC_ACQUIRE) != last_used) {
-			uint32_t id = *(volatile uint32_t *)(RING + 0x2004 + 8 * (last_used % QS));
+		while (__atomic_load_n(&vq->used_idx, __ATOMIC_ACQUIRE) != last_used) {
+			uint32_t id = vq->used_ring[last_used % QS].id;
 			unsigned s = id / 3;
 
 			last_used++;
 			done++;
-			if (*(volatile uint8_t *)(HDRS + 0x1000 + s) != 0)
+			if (rd8(HDRS + 0x1000 + s) != 0)
 				errors++;
 			if (issued < w->ops) {
 				uint64_t sec = w->random ? (rnd() % slots) * bs_sec :
@@ -283,7 +195,7 @@ void guest_main(void)
 	find_device();
 	setup();
 	printf("blkbench: capacity %lu sectors, queue %u, notify multiplier %u, flush %s\n",
-	       capacity, QS, notify_mult, has_flush ? "negotiated" : "not offered");
+	       capacity, QS, dev.mult, has_flush ? "negotiated" : "not offered");
 	if (span > capacity)
 		span = capacity;
 	/* Writes first in each pair would read back our own data; reads go first, on what the host wrote. */

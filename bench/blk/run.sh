@@ -50,8 +50,9 @@ else
 		-fno-stack-protector -mno-red-zone -mgeneral-regs-only -fcf-protection=none \
 		-fno-asynchronous-unwind-tables -fno-tree-loop-distribute-patterns -nostdlib -static \
 		-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
-		-T "$SRC/guests/guest.ld" -I "$SRC/guests" -o "$GUEST" "$SRC/bench/blk/blkbench.c" \
-		"$SRC/guests/lib/entry.S" "$SRC/guests/lib/lib.c" "$SRC/guests/lib/acpi.c"
+		-T "$SRC/guests/guest.ld" -I "$SRC/src" -I "$SRC/guests" -o "$GUEST" "$SRC/bench/blk/blkbench.c" \
+		"$SRC/guests/lib/entry.S" "$SRC/guests/lib/lib.c" "$SRC/guests/lib/acpi.c" \
+		"$SRC/guests/lib/vpci.c"
 fi
 
 # The host's TSC rate, against CLOCK_MONOTONIC_RAW over 0.5 s.

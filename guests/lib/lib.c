@@ -2,27 +2,7 @@
 /* lib.c: ring-3 runtime of the test guests: start-up, serial console, printf, command line. */
 #include "guest.h"
 
-#define HVM_START_MAGIC 0x336ec578
-
-struct hvm_start_info {
-	uint32_t magic;
-	uint32_t version;
-	uint32_t flags;
-	uint32_t nr_modules;
-	uint64_t modlist_paddr;
-	uint64_t cmdline_paddr;
-	uint64_t rsdp_paddr;
-	uint64_t memmap_paddr;
-	uint32_t memmap_entries;
-	uint32_t reserved;
-};
-
-struct hvm_memmap_entry {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t type; /* 1: RAM, as in E820 */
-	uint32_t reserved;
-};
+#include "arch/x86/pvh.h" /* -I src: the same definition kvmm writes it with */
 
 const char *cmdline = "";
 int memmap_entries = -1;
@@ -278,11 +258,11 @@ void guest_start(void)
 		}
 		rsdp_hint = si->rsdp_paddr;
 		if (si->version >= 1 && si->memmap_paddr) {
-			const struct hvm_memmap_entry *m = (const void *)(uintptr_t)si->memmap_paddr;
+			const struct hvm_memmap_table_entry *m = (const void *)(uintptr_t)si->memmap_paddr;
 			extern char __image_end[];
 			memmap_entries = (int)si->memmap_entries;
 			for (uint32_t i = 0; i < si->memmap_entries; i++) {
-				if (m[i].type != 1)
+				if (m[i].type != HVM_MEMMAP_TYPE_RAM)
 					continue;
 				memmap_ram_bytes += m[i].size;
 				if (m[i].addr <= 0x100000 && m[i].addr + m[i].size >= (uintptr_t)__image_end)

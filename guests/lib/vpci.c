@@ -177,7 +177,7 @@ void vpci_reset(const struct vpci *d)
 	}
 }
 
-uint64_t vpci_negotiate(const struct vpci *d, uint64_t need)
+uint64_t vpci_negotiate(const struct vpci *d, uint64_t need, uint64_t want)
 {
 	vpci_reset(d);
 	vpci_set_status(d, VIRTIO_ST_ACK);
@@ -192,6 +192,7 @@ uint64_t vpci_negotiate(const struct vpci *d, uint64_t need)
 	if (need & ~offered)
 		fail("%s: features 0x%lx not offered (offered 0x%lx)", d->name, need & ~offered,
 		     offered);
+	need |= want & offered;
 	wr32(d->common + CC_GFSELECT, 0);
 	wr32(d->common + CC_GF, (uint32_t)need);
 	wr32(d->common + CC_GFSELECT, 1);

@@ -88,9 +88,9 @@ void vpci_set_status(const struct vpci *d, uint8_t s);
 /* Resets the device and waits for the status to read back 0 (4.1.4.3.2). */
 void vpci_reset(const struct vpci *d);
 /* Reset, ACKNOWLEDGE, DRIVER, then the features: fails unless VERSION_1 and every bit of
- * need is offered; accepts need (VERSION_1 always) and sets FEATURES_OK (3.1.1 steps 1-6).
- * Returns the features the device offered. */
-uint64_t vpci_negotiate(const struct vpci *d, uint64_t need);
+ * need is offered; accepts need (VERSION_1 always) plus the bits of want that are offered,
+ * and sets FEATURES_OK (3.1.1 steps 1-6). Returns the features the device offered. */
+uint64_t vpci_negotiate(const struct vpci *d, uint64_t need, uint64_t want);
 /* Queue qi of min(its maximum, want) entries (a power of 2), polled (no MSI-X vector),
  * with its three areas at the given addresses, enabled. Returns the size. */
 uint16_t vpci_queue_setup(const struct vpci *d, unsigned qi, uint16_t want, uint64_t desc,

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # lib.sh: shell helpers of the counter-guest tests (snapshot.sh, migrate.sh), sourced by them:
-# VMs in the background, their count lines, control verbs, the cleanup trap.
+# VMs in the background, their count lines, control verbs, the cleanup trap. net.sh sources it
+# for fail/skip/show, the cleanup trap (PIDS, NETNS), make_tmp and the /dev/kvm check.
 # The sourcing script sets case_name, kvmm and guest first; status lands in $rc (a VM) and
 # $crc (a control verb); every VM's console is $tmp/TAG.out, its stderr $tmp/TAG.err.
 # shellcheck shell=bash disable=SC2034,SC2154 # variables the sourcing script uses or sets
@@ -14,11 +15,18 @@ tmp=
 IN_NS=    # a prefix for vm_start and wait_listen, e.g. "ip netns exec NS"
 NETNS=()  # network namespaces that cleanup deletes
 declare -A PIDS=()
+SHOW_FILES=() # what show prints, names in $tmp; empty: every *.out, *.err and ctl.err
+SHOW_LINES=15 # the last lines show prints of each
 
 show() {
+	local f files=()
 	[ -n "$tmp" ] || return 0
-	for f in "$tmp"/*.out "$tmp"/*.err "$tmp"/ctl.err; do
-		[ -s "$f" ] && { echo "--- $(basename "$f"):"; tail -n 15 "$f"; }
+	for f in "${SHOW_FILES[@]}"; do
+		files+=("$tmp/$f")
+	done
+	[ ${#files[@]} -gt 0 ] || files=("$tmp"/*.out "$tmp"/*.err "$tmp"/ctl.err)
+	for f in "${files[@]}"; do
+		[ -s "$f" ] && { echo "--- $(basename "$f"):"; tail -n "$SHOW_LINES" "$f"; }
 	done
 	return 0
 }
@@ -36,12 +44,16 @@ cleanup() {
 	[ -n "$tmp" ] && rm -rf "$tmp"
 }
 
-# require_kvm: skip without a usable /dev/kvm; fail without the kvmm binary or the guest.
-require_kvm() {
+# require_kvm_dev: skip without a usable /dev/kvm.
+require_kvm_dev() {
 	[ -e /dev/kvm ] || skip "/dev/kvm does not exist"
 	if ! (exec 3<>/dev/kvm) 2>/dev/null; then
 		skip "/dev/kvm is not accessible to $(id -un)"
 	fi
+}
+# require_kvm: skip without a usable /dev/kvm; fail without the kvmm binary or the guest.
+require_kvm() {
+	require_kvm_dev
 	[ -x "$kvmm" ] || fail "kvmm binary $kvmm missing"
 	[ -r "$guest" ] || fail "guest $guest missing"
 }
@@ -122,11 +134,12 @@ vm_wait_exit() {
 	done
 	vm_reap "$1"
 }
+# sanitizer_report FILE: true when FILE (a kvmm's stderr) holds an ASan/UBSan/LSan report.
+sanitizer_report() { grep -q -e AddressSanitizer -e 'runtime error:' -e LeakSanitizer "$1"; }
 # vm_check TAG: no guest FAIL line, no sanitizer report.
 vm_check() {
 	grep -q 'FAIL' "$tmp/$1.out" && fail "$1: guest reported: $(grep FAIL "$tmp/$1.out" | head -n 1)"
-	grep -q -e AddressSanitizer -e 'runtime error:' -e LeakSanitizer "$tmp/$1.err" &&
-		fail "$1: sanitizer report on stderr"
+	sanitizer_report "$tmp/$1.err" && fail "$1: sanitizer report on stderr"
 	return 0
 }
 # vm_stop TAG: kvmm stop, exit status 0 within 10 s.

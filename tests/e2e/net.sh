@@ -31,33 +31,12 @@ HOST_IP=10.0.2.2
 PORT=7000
 ECHO=7777
 
-tmp=
-ns=
-pids=()
-show() {
-	[ -n "$tmp" ] || return 0
-	for f in "$tmp"/out "$tmp"/err "$tmp"/peer; do
-		[ -s "$f" ] && { echo "--- $(basename "$f"):"; tail -n 30 "$f"; }
-	done
-	return 0
-}
-fail() { echo "FAIL($case_name): $*"; show; exit 1; }
-skip() { echo "SKIP($case_name): $*"; exit 77; }
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
-	[ -n "$ns" ] && ip netns del "$ns" 2>/dev/null
-	[ -n "$tmp" ] && rm -rf "$tmp"
-}
-trap cleanup EXIT
+# fail, skip, show, cleanup (kills PIDS, deletes NETNS, removes $tmp), make_tmp, require_kvm_dev.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SHOW_FILES=(out err peer)
+SHOW_LINES=30
 
-if [ "$case_name" != qemu-tcg ]; then
-	[ -e /dev/kvm ] || skip "/dev/kvm does not exist"
-	(exec 3<>/dev/kvm) 2>/dev/null || skip "/dev/kvm is not accessible to $(id -un)"
-fi
+[ "$case_name" = qemu-tcg ] || require_kvm_dev
 [ -e /dev/net/tun ] || skip "/dev/net/tun does not exist"
 (exec 3<>/dev/net/tun) 2>/dev/null || skip "/dev/net/tun is not accessible to $(id -un)"
 qemu_accel=
@@ -72,14 +51,14 @@ esac
 [ -r "$guest" ] || fail "guest $guest missing"
 command -v python3 >/dev/null || fail "python3 is needed for the host side (netpeer.py)"
 command -v ip >/dev/null || fail "ip (iproute2) is needed"
-ulimit -c 0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvmm-net.XXXXXX")
+make_tmp kvmm-net
 
 # The namespace and its tap (a persistent tap with the host's address).
 ns="kvmm-net-$$-$RANDOM"
 tap="kvn$$"
-if ! ip netns add "$ns" 2>"$tmp/err"; then
-	ns=
+if ip netns add "$ns" 2>"$tmp/err"; then
+	NETNS+=("$ns")
+else
 	# Without CAP_NET_ADMIN no tap can be made or attached: tun is not usable.
 	[ "$(id -u)" -eq 0 ] || skip "tun is not usable without CAP_NET_ADMIN (ip netns add: $(cat "$tmp/err"))"
 	fail "ip netns add: $(cat "$tmp/err")"
@@ -98,7 +77,7 @@ bg() {
 	local f=$1
 	shift
 	$IN "$@" >"$f" 2>&1 </dev/null &
-	pids+=("$!")
+	PIDS[$!]=$!
 	last=$!
 }
 # wait_file FILE TEXT SECS PID: until FILE holds TEXT; fails when PID exits first.
@@ -115,7 +94,7 @@ udp_csum_errors() {
 	$IN awk '/^Udp:/ { if (h) { print $(c) } else { for (i = 1; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1 } }' /proc/net/snmp
 }
 check_sanitizers() {
-	if grep -q -e AddressSanitizer -e 'runtime error:' -e LeakSanitizer "$tmp/err"; then
+	if sanitizer_report "$tmp/err"; then
 		fail "sanitizer report from kvmm"
 	fi
 }
@@ -155,7 +134,7 @@ session() {
 			>"$tmp/out" 2>"$tmp/err" </dev/null &
 	fi
 	kpid=$!
-	pids+=("$kpid")
+	PIDS[$kpid]=$kpid
 	if wait_file "$tmp/out" "client: OK" $((limit - 20)) "$kpid"; then
 		# The host forgets the guest's MAC: it must ARP and the guest must answer.
 		ip -n "$ns" neigh flush dev "$tap"

@@ -16,14 +16,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <lz4.h>
 
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "base/err.h"
 #include "base/util.h"
 #include "vmm/mem.h"
+#include "compress.h"
 
 #define REAL_KERNEL_DIR "/root/.cache/kvmm/k/boot"
 
@@ -278,32 +277,6 @@ static void write_vmlinux(struct fx *f, uint64_t pvh_entry)
 
 	write_file(f->kernel, b, len);
 	free(b);
-}
-
-static size_t gzip_buf(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
-{
-	z_stream s;
-
-	memset(&s, 0, sizeof(s));
-	assert_int_equal(deflateInit2(&s, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-	s.next_in = (Bytef *)in;
-	s.avail_in = (uInt)n;
-	s.next_out = out;
-	s.avail_out = (uInt)cap;
-	assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
-	deflateEnd(&s);
-	return s.total_out;
-}
-
-static size_t lz4_legacy_buf(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
-{
-	int c = LZ4_compress_default((const char *)in, (char *)out + 8, (int)n, (int)cap - 12);
-
-	assert_true(c > 0);
-	put(out, 0, 0x184c2102, 4);
-	put(out, 4, (uint32_t)c, 4);
-	put(out, 8 + (size_t)c, n, 4); /* the kernel build's size trailer */
-	return 12 + (size_t)c;
 }
 
 /* ---- bzimage_parse ---- */
@@ -915,7 +888,12 @@ static void decompress_case(struct fx *f, bool lz4)
 	uint8_t *elf = make_elf(vmlinux_segs, 2, 0x1000000, 0x1000200, &elen);
 	uint8_t *c = malloc(elen + 4096);
 
-	clen = lz4 ? lz4_legacy_buf(elf, elen, c, elen + 4096) : gzip_buf(elf, elen, c, elen + 4096);
+	if (lz4) {
+		clen = compress_lz4_legacy(elf, elen, c, elen + 4092);
+		compress_put_le32(c, &clen, (uint32_t)elen); /* the kernel build's size trailer */
+	} else {
+		clen = compress_gzip(elf, elen, c, elen + 4096, 9);
+	}
 	p.payload = c;
 	p.payload_len = clen;
 	p.version = 0x020d;

@@ -7,16 +7,15 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <lz4.h>
 #include <lzma.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include "arch/x86/boot.h"
 #include "base/err.h"
 #include "base/util.h"
+#include "compress.h"
 
 enum fmt { F_GZIP, F_XZ, F_LZMA, F_ZSTD, F_LZ4, F_COUNT };
 static const char *const fmt_name[F_COUNT] = { "gzip", "xz", "lzma", "zstd", "lz4" };
@@ -33,29 +32,6 @@ static uint8_t *make_data(size_t n)
 		p[i] = (i % 7 == 0) ? (uint8_t)(x >> 24) : (uint8_t)("kvmm kernel "[i % 12]);
 	}
 	return p;
-}
-
-static void append_le32(uint8_t *p, size_t *len, uint32_t v)
-{
-	p[(*len)++] = (uint8_t)v;
-	p[(*len)++] = (uint8_t)(v >> 8);
-	p[(*len)++] = (uint8_t)(v >> 16);
-	p[(*len)++] = (uint8_t)(v >> 24);
-}
-
-static size_t gzip_enc(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
-{
-	z_stream s;
-
-	memset(&s, 0, sizeof(s));
-	assert_int_equal(deflateInit2(&s, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-	s.next_in = (Bytef *)in;
-	s.avail_in = (uInt)n;
-	s.next_out = out;
-	s.avail_out = (uInt)cap;
-	assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
-	deflateEnd(&s);
-	return s.total_out;
 }
 
 static size_t lzma_enc(const uint8_t *in, size_t n, uint8_t *out, size_t cap, bool alone)
@@ -84,30 +60,11 @@ static size_t lzma_enc(const uint8_t *in, size_t n, uint8_t *out, size_t cap, bo
 	return got;
 }
 
-/* The LZ4 legacy frame as Linux's build writes it (lz4 -l): 8 MiB blocks. */
-static size_t lz4_enc(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
-{
-	size_t len = 0, off = 0;
-
-	append_le32(out, &len, 0x184c2102);
-	while (off < n) {
-		int chunk = (int)MIN(n - off, 8 * MiB);
-		int c = LZ4_compress_default((const char *)in + off, (char *)out + len + 4, chunk,
-					     (int)(cap - len - 4));
-
-		assert_true(c > 0);
-		append_le32(out, &len, (uint32_t)c);
-		len += (size_t)c;
-		off += (size_t)chunk;
-	}
-	return len;
-}
-
 static size_t encode(enum fmt f, const uint8_t *in, size_t n, uint8_t *out, size_t cap)
 {
 	switch (f) {
 	case F_GZIP:
-		return gzip_enc(in, n, out, cap);
+		return compress_gzip(in, n, out, cap, 6);
 	case F_XZ:
 		return lzma_enc(in, n, out, cap, false);
 	case F_LZMA:
@@ -120,7 +77,7 @@ static size_t encode(enum fmt f, const uint8_t *in, size_t n, uint8_t *out, size
 	}
 	case F_LZ4:
 	default:
-		return lz4_enc(in, n, out, cap);
+		return compress_lz4_legacy(in, n, out, cap);
 	}
 }
 
@@ -132,7 +89,7 @@ static uint8_t *compressed(enum fmt f, const uint8_t *in, size_t n, size_t *clen
 
 	assert_non_null(out);
 	*clen = encode(f, in, n, out, cap - 4);
-	append_le32(out, clen, (uint32_t)n);
+	compress_put_le32(out, clen, (uint32_t)n);
 	return out;
 }
 

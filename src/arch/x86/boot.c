@@ -2,6 +2,7 @@
 /* boot.c: direct kernel boot: bzImage, vmlinux or PVH ELF, initrd and boot data in guest RAM. */
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/pvh.h"
 #include "base/err.h"
 #include "base/util.h"
 #include "vmm/mem.h"
@@ -25,36 +26,6 @@
 /* Sizes in messages: whole MiB, rounded up so that nothing shows as 0 MiB. */
 #define MIB_UP(x) ((unsigned long long)(((x) + MiB - 1) / MiB))
 
-/* xen/include/public/arch-x86/hvm/start_info.h */
-#define HVM_START_MAGIC 0x336ec578
-struct hvm_start_info {
-	uint32_t magic;
-	uint32_t version;
-	uint32_t flags;
-	uint32_t nr_modules;
-	uint64_t modlist_paddr;
-	uint64_t cmdline_paddr;
-	uint64_t rsdp_paddr;
-	uint64_t memmap_paddr; /* version 1 */
-	uint32_t memmap_entries;
-	uint32_t reserved;
-};
-struct hvm_modlist_entry {
-	uint64_t paddr;
-	uint64_t size;
-	uint64_t cmdline_paddr;
-	uint64_t reserved;
-};
-struct hvm_memmap_table_entry {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t type;
-	uint32_t reserved;
-};
-
-_Static_assert(sizeof(struct hvm_start_info) == 56, "hvm_start_info layout");
-_Static_assert(sizeof(struct hvm_modlist_entry) == 32, "hvm_modlist_entry layout");
-_Static_assert(sizeof(struct hvm_memmap_table_entry) == 24, "hvm_memmap_table_entry layout");
 /* boot_params.e820_table holds struct boot_e820_entry, 20 packed bytes. */
 _Static_assert(sizeof(struct e820_entry) == 20, "e820 entry layout");
 _Static_assert(BP_E820_TABLE + E820_MAX * 20 <= BP_SIZE, "e820 table fits the zero page");

@@ -526,21 +526,22 @@ static void aio_kick(struct image_aio *a)
  * latency). RWF_NOWAIT makes it fail instead of waiting for the disk; then, or
  * when only part was cached, the worker reads it all. Only when no write,
  * FLUSH, DISCARD or WRITE_ZEROES is pending, so it cannot pass one (order).
- * The completion is posted like the worker's: done() runs from the event loop.
+ * The completion is posted like the worker's, done() running from the event
+ * loop, unless the caller takes it at once (inline_ok).
  */
-static bool read_now(struct image *img, struct image_aio *a, struct blk_req *req)
+static int read_now(struct image *img, struct image_aio *a, struct blk_req *req)
 {
 	ssize_t n;
 	bool ok;
 
 	if (req->op != BLK_READ || !req->done || !img->ops->rw_passthrough || req->iovcnt <= 0 ||
 	    req->iovcnt > IOV_MAX || image_req_check(img, req) != 0)
-		return false;
+		return 0;
 	pthread_mutex_lock(&a->lock);
 	ok = !a->stop && !a->no_nowait && a->pending_other == 0;
 	pthread_mutex_unlock(&a->lock);
 	if (!ok)
-		return false;
+		return 0;
 	n = preadv2(img->io.fd, req->iov, req->iovcnt, (off_t)req->offset, RWF_NOWAIT);
 	if (n < 0 && errno == EOPNOTSUPP) {
 		pthread_mutex_lock(&a->lock);
@@ -548,12 +549,18 @@ static bool read_now(struct image *img, struct image_aio *a, struct blk_req *req
 		pthread_mutex_unlock(&a->lock);
 	}
 	if (n < 0 || (uint64_t)n != iov_bytes(req->iov, req->iovcnt))
-		return false;
+		return 0;
+	if (req->inline_ok) {
+		/* The caller finishes it now: no completion to post, nothing pending. */
+		req->ret = 0;
+		req->finished = true;
+		return 2;
+	}
 	pthread_mutex_lock(&a->lock);
 	a->pending++;
 	aio_signal(a, aio_post(a, req, 0));
 	pthread_mutex_unlock(&a->lock);
-	return true;
+	return 1;
 }
 
 int image_submit(struct image *img, struct blk_req *req)
@@ -565,8 +572,12 @@ int image_submit(struct image *img, struct blk_req *req)
 	req->next = NULL;
 	req->ret = 1; /* in flight */
 	req->finished = false;
-	if (read_now(img, a, req))
+	switch (read_now(img, a, req)) {
+	case 1:
 		return 0;
+	case 2:
+		return 1; /* finished here (inline_ok) */
+	}
 	pthread_mutex_lock(&a->lock);
 	if (a->stop) {
 		pthread_mutex_unlock(&a->lock);

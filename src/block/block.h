@@ -133,6 +133,12 @@ struct blk_req {
 	unsigned flags; /* IMAGE_ZERO_* for WRITE_ZEROES */
 	void (*done)(struct blk_req *req, int ret);
 	void *opaque;
+	/*
+	 * The caller takes a request finished on the spot: image_submit() may then
+	 * return 1, the request done (result in ret) and done() not called. Saves a
+	 * page-cache read the trip through the event loop.
+	 */
+	bool inline_ok;
 	/* Private to the block layer. */
 	int ret;
 	bool finished; /* set under the worker's lock once it no longer touches the request */
@@ -185,7 +191,11 @@ int image_block_status(struct image *img, uint64_t off, uint64_t len, uint64_t *
 int image_aio_start(struct image *img, struct err *e);
 /* The eventfd that becomes readable when completions are pending. */
 int image_aio_fd(struct image *img);
-/* Queue a request; never blocks on I/O. Returns 0 or -EINVAL/-EROFS/-ESHUTDOWN. */
+/*
+ * Queue a request; never blocks on I/O. Returns 0 (done() will run), 1 (only
+ * with req->inline_ok: finished already, result in req->ret, done() not run),
+ * or -EINVAL/-EROFS/-ESHUTDOWN.
+ */
 int image_submit(struct image *img, struct blk_req *req);
 /*
  * Between image_plug() and image_unplug() (nested: the outermost pair counts),

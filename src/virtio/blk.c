@@ -162,6 +162,9 @@ static void blk_irq_flush(struct virtio_blk *b, struct virtio_dev *vd)
 	}
 }
 
+static void blk_complete(struct virtio_blk *b, struct virtio_dev *vd, struct blk_inflight *f,
+			 int ret);
+
 static void blk_done(struct blk_req *req, int ret)
 {
 	struct blk_inflight *f = (struct blk_inflight *)req;
@@ -188,19 +191,26 @@ static void blk_done(struct blk_req *req, int ret)
 		}
 		ret = -EIO;
 	}
+	blk_complete(b, vd, f, ret);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+/* A request's end, with vd->lock held: answer the driver (unless reset since), free it. */
+static void blk_complete(struct virtio_blk *b, struct virtio_dev *vd, struct blk_inflight *f,
+			 int ret)
+{
 	b->inflight--;
 	if (f->generation == b->generation && vd->vq[f->q].ready) {
 		if (ret == 0 && f->op == BLK_READ) {
 			vd->stats.bytes_in += f->written;
 			gm_mark_dirty_iov(vd->ctx.gm, f->iov, (unsigned)f->iovcnt);
+		} else if (ret == 0 && f->op == BLK_WRITE) {
+			vd->stats.bytes_out += f->req.len;
 		}
-		else if (ret == 0 && f->op == BLK_WRITE)
-			vd->stats.bytes_out += req->len;
 		blk_finish(b, vd, f->q, f->head, f->status,
 			   ret == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR,
 			   ret == 0 ? f->written : 0);
 	}
-	pthread_mutex_unlock(&vd->lock);
 	free(f);
 }
 
@@ -353,10 +363,14 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 		return true;
 	}
 	f->op = f->req.op;
+	/* A read the page cache has whole is answered in this pass (blk_notify's interrupt). */
+	f->req.inline_ok = f->op == BLK_READ;
 	r = image_submit(b->img, &f->req);
-	if (r)
+	if (r < 0)
 		goto ioerr;
 	b->inflight++;
+	if (r == 1)
+		blk_complete(b, vd, f, f->req.ret);
 	return true;
 ioerr:
 	free(f);

@@ -1144,8 +1144,8 @@ static void test_save_load(void **state)
 
 	start(t);
 	wr(t, DEVCFG + 32, 1, 1); /* writeback */
-	/* Not while a request is in flight. */
-	add(t, 0, (struct dbuf[]){ { hdr(t, 0, T_IN, 0), 16, false }, { DATA, 4096, true },
+	/* Not while a request is in flight (a write: a cached read is answered in the kick). */
+	add(t, 0, (struct dbuf[]){ { hdr(t, 0, T_OUT, 0), 16, false }, { DATA, 4096, false },
 				   { stat_gpa(t, 0), 1, true } }, 3);
 	kick(t, 0);
 	fake_pump(&t->f, 100);

@@ -374,28 +374,18 @@ static bool plain_data(const struct qcow2 *q, uint64_t entry)
 	       host >= q->cluster_size;
 }
 
-static int qcow2_readv(struct image *img, uint64_t off, const struct iovec *iov, int cnt)
+/* Split a request at guest cluster boundaries: fn gets each piece, which lies in one cluster. */
+int qcow2_for_each_piece(struct qcow2 *q, uint64_t off, const struct iovec *iov, int cnt,
+			 int (*fn)(struct qcow2 *q, uint64_t off, void *p, size_t n))
 {
-	struct qcow2 *q = img->drv;
-
 	for (int i = 0; i < cnt; i++) {
 		uint8_t *p = iov[i].iov_base;
 		size_t left = iov[i].iov_len;
 
 		while (left > 0) {
-			uint64_t in = off & (q->cluster_size - 1);
-			size_t n = (size_t)MIN((uint64_t)left, q->cluster_size - in);
-			uint64_t entry, bitmap;
-			int ret;
+			size_t n = (size_t)MIN((uint64_t)left, q->cluster_size - (off & (q->cluster_size - 1)));
+			int ret = fn(q, off, p, n);
 
-			/* Fast path: plain allocated clusters are read in place. */
-			ret = qcow2_l2_lookup(q, off, &entry, &bitmap);
-			if (ret < 0)
-				return ret;
-			if (plain_data(q, entry))
-				ret = io_pread(&img->io, p, n, (entry & QCOW2_OFFSET_MASK) + in);
-			else
-				ret = read_mapped(q, off, entry, bitmap, p, n);
 			if (ret < 0)
 				return ret;
 			p += n;
@@ -404,6 +394,24 @@ static int qcow2_readv(struct image *img, uint64_t off, const struct iovec *iov,
 		}
 	}
 	return 0;
+}
+
+static int read_piece(struct qcow2 *q, uint64_t off, void *p, size_t n)
+{
+	uint64_t entry, bitmap;
+	int ret = qcow2_l2_lookup(q, off, &entry, &bitmap);
+
+	if (ret < 0)
+		return ret;
+	/* Fast path: plain allocated clusters are read in place. */
+	if (plain_data(q, entry))
+		return io_pread(&q->img->io, p, n, (entry & QCOW2_OFFSET_MASK) + (off & (q->cluster_size - 1)));
+	return read_mapped(q, off, entry, bitmap, p, n);
+}
+
+static int qcow2_readv(struct image *img, uint64_t off, const struct iovec *iov, int cnt)
+{
+	return qcow2_for_each_piece(img->drv, off, iov, cnt, read_piece);
 }
 
 /*

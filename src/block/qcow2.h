@@ -41,18 +41,40 @@
 #define QCOW2_MAX_BACKING_NAME 1023u
 #define QCOW2_MAX_SIZE (1ull << 56)
 
+/* Where a cache entry is: unused, on the clean or dirty LRU list (every entry in use, pinned
+ * or not), or in none (dropped while pinned, or between lists). */
+enum qcow2_ce_where { QCOW2_CE_NONE, QCOW2_CE_FREE, QCOW2_CE_CLEAN, QCOW2_CE_DIRTY };
+
 struct qcow2_cache_entry {
 	uint64_t offset; /* 0: unused */
 	uint8_t *buf;
-	uint64_t lru;
+	uint64_t lru;	 /* tick of the last get */
+	struct qcow2_cache *cache;
 	int next;	 /* hash chain */
+	int prev_lru, next_lru; /* neighbours on the clean or dirty list, -1: none */
 	unsigned pins;
 	bool dirty;
+	uint8_t where; /* enum qcow2_ce_where */
 };
 
+/* Entries in use, least recently used (lowest lru) first. */
+struct qcow2_lru_list {
+	int head, tail;
+};
+
+/*
+ * Lookup is a hash on the table offset. Choosing a victim is O(1) on average too: the
+ * lowest-numbered unused entry (a bitmap), else the first unpinned entry of the clean
+ * list, else of the dirty list: the same choice a scan of every entry for "unused, else
+ * least recently used clean, else least recently used dirty" makes. A pinned entry made
+ * dirty changes lists when it is put back; a hit moves the entry to its list's tail.
+ */
 struct qcow2_cache {
 	struct qcow2_cache_entry *e;
 	int *bucket;
+	uint64_t *freemap; /* bit i: entry i is unused and unpinned */
+	unsigned nfree;
+	struct qcow2_lru_list clean, dirty;
 	unsigned n, nbuckets;
 	size_t cs;
 	uint64_t tick;
@@ -132,6 +154,10 @@ int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, bool f
 		    struct qcow2_cache_entry **out);
 void qcow2_cache_put(struct qcow2_cache_entry *ce);
 int qcow2_read_cluster_data(struct qcow2 *q, uint64_t guest_off, uint8_t *buf);
+/* The cluster walk of readv and writev: fn gets each piece of the request, split at guest
+ * cluster boundaries (it lies in one cluster); stops at the first error. */
+int qcow2_for_each_piece(struct qcow2 *q, uint64_t off, const struct iovec *iov, int cnt,
+			 int (*fn)(struct qcow2 *q, uint64_t off, void *p, size_t n));
 int qcow2_l2_lookup(struct qcow2 *q, uint64_t guest_off, uint64_t *entry, uint64_t *bitmap);
 int qcow2_mark_corrupt(struct qcow2 *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qcow2_decompress(struct qcow2 *q, uint64_t entry, uint8_t *out);

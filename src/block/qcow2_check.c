@@ -13,6 +13,7 @@ struct counter {
 	uint64_t n;    /* clusters in the file */
 	struct qcow2_check_result *r;
 	FILE *out;
+	uint8_t *l2buf; /* one cluster: the L2 table being walked (one buffer per check) */
 };
 
 static void note(struct counter *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -53,16 +54,12 @@ static int walk_l2(struct counter *c, uint64_t l2_off, bool active, uint64_t *la
 {
 	struct qcow2 *q = c->q;
 	uint64_t entries = 1ull << q->l2_bits;
-	uint8_t *t = malloc(q->cluster_size);
+	uint8_t *t = c->l2buf;
 	int ret;
 
-	if (!t)
-		return -ENOMEM;
 	ret = io_pread(&q->img->io, t, q->cluster_size, l2_off);
-	if (ret < 0) {
-		free(t);
+	if (ret < 0)
 		return ret;
-	}
 	for (uint64_t i = 0; i < entries; i++) {
 		uint64_t e = qcow2_l2_entry(q, t, i), host = e & QCOW2_OFFSET_MASK;
 
@@ -92,7 +89,6 @@ static int walk_l2(struct counter *c, uint64_t l2_off, bool active, uint64_t *la
 			*last_host = host;
 		}
 	}
-	free(t);
 	return 0;
 }
 
@@ -204,9 +200,13 @@ int qcow2_check(struct image *img, unsigned fix, struct qcow2_check_result *r, F
 	c.n = ((uint64_t)fsize + q->cluster_size - 1) >> q->cluster_bits;
 	c.n = MAX(c.n, q->alloc_end);
 	c.ref = calloc(c.n ? c.n : 1, sizeof(*c.ref));
-	if (!c.ref)
+	c.l2buf = malloc(q->cluster_size);
+	if (!c.ref || !c.l2buf) {
+		free(c.ref);
+		free(c.l2buf);
 		return err_set(e, ENOMEM, "%s: out of memory for %llu clusters", img->path,
 			       (unsigned long long)c.n);
+	}
 	was_corrupt = q->corrupt;
 	q->corrupt = false; /* the repair itself must be able to write */
 	ret = qcow2_flush_meta(q);
@@ -311,10 +311,12 @@ int qcow2_check(struct image *img, unsigned fix, struct qcow2_check_result *r, F
 	}
 	q->corrupt = was_corrupt || q->corrupt;
 	free(c.ref);
+	free(c.l2buf);
 	return 0;
 io_fail:
 	q->corrupt = was_corrupt || q->corrupt;
 	free(c.ref);
+	free(c.l2buf);
 	r->check_errors++;
 	return err_set(e, -ret, "%s: check failed: %s", img->path, strerror(-ret));
 }

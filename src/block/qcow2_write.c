@@ -136,29 +136,17 @@ static int check_writable(struct qcow2 *q)
 	return 0;
 }
 
+static int write_piece(struct qcow2 *q, uint64_t off, void *p, size_t n)
+{
+	return write_in_cluster(q, off, p, n);
+}
+
 int qcow2_writev(struct image *img, uint64_t off, const struct iovec *iov, int cnt)
 {
 	struct qcow2 *q = img->drv;
 	int ret = check_writable(q);
 
-	if (ret < 0)
-		return ret;
-	for (int i = 0; i < cnt; i++) {
-		const uint8_t *p = iov[i].iov_base;
-		size_t left = iov[i].iov_len;
-
-		while (left > 0) {
-			size_t n = (size_t)MIN((uint64_t)left, q->cluster_size - (off & (q->cluster_size - 1)));
-
-			ret = write_in_cluster(q, off, p, n);
-			if (ret < 0)
-				return ret;
-			p += n;
-			off += n;
-			left -= n;
-		}
-	}
-	return 0;
+	return ret < 0 ? ret : qcow2_for_each_piece(q, off, iov, cnt, write_piece);
 }
 
 /* Set the L2 entry of a whole cluster to `value` (0 or ZERO), freeing what it held. */

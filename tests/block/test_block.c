@@ -679,6 +679,157 @@ static void test_dirty_repair(void **state)
 	assert_int_equal(qemu_check(p), 0);
 }
 
+/* ---- metadata cache: the O(1) victim choice matches the full scan it replaced ---- */
+
+/* The policy as a scan over every entry: the first unused unpinned entry in index order,
+ * else the least recently used clean unpinned one, else the least recently used dirty one. */
+static int scan_victim(const struct qcow2_cache *c)
+{
+	int victim = -1;
+
+	for (unsigned k = 0; k < c->n; k++) {
+		const struct qcow2_cache_entry *ce = &c->e[k];
+
+		if (ce->pins)
+			continue;
+		if (!ce->offset)
+			return (int)k;
+		if (victim == -1 || (!ce->dirty && (c->e[victim].dirty || ce->lru < c->e[victim].lru)) ||
+		    (ce->dirty && c->e[victim].dirty && ce->lru < c->e[victim].lru))
+			victim = (int)k;
+	}
+	return victim;
+}
+
+/* Lists sorted by lru, holding exactly the entries in use (an unpinned one on the list its
+ * dirty bit names); the free bitmap holds the unused unpinned ones. */
+static void check_lists(const struct qcow2_cache *c)
+{
+	unsigned listed = 0, nfree = 0;
+
+	for (int l = 0; l < 2; l++) {
+		const struct qcow2_lru_list *li = l ? &c->dirty : &c->clean;
+		int prev = -1;
+
+		for (int i = li->head; i != -1; prev = i, i = c->e[i].next_lru) {
+			assert_int_equal(c->e[i].prev_lru, prev);
+			assert_true(c->e[i].offset != 0);
+			if (!c->e[i].pins)
+				assert_int_equal(c->e[i].dirty, l == 1);
+			if (prev != -1)
+				assert_true(c->e[prev].lru < c->e[i].lru);
+			listed++;
+		}
+		assert_int_equal(li->tail, prev);
+	}
+	for (unsigned k = 0; k < c->n; k++) {
+		bool bit = c->freemap[k / 64] >> (k % 64) & 1;
+
+		assert_int_equal(bit, !c->e[k].pins && !c->e[k].offset);
+		nfree += bit;
+		if (c->e[k].offset)
+			listed--;
+	}
+	assert_int_equal(listed, 0);
+	assert_int_equal(nfree, c->nfree);
+}
+
+static void test_cache_policy(void **state)
+{
+	struct image_create_opts co = { .format = IMAGE_FMT_QCOW2, .size = 16 * MiB, .cluster_size = 4096 };
+	struct qcow2_cache_entry *pinned[80]; /* more than the cache holds: -EBUSY too */
+	unsigned misses_dirty = 0, misses_clean = 0, busy = 0;
+	struct qcow2_cache c;
+	struct image *img;
+	struct qcow2 *q;
+	struct err e;
+	unsigned npinned = 0;
+	uint64_t seed = 7;
+	char p[300];
+
+	(void)state;
+	path_of(p, "cache.qcow2");
+	assert_int_equal(image_create(p, &co, &e), 0);
+	img = open_rw(p);
+	q = qcow2_of(img);
+	/* A cache of its own over scratch clusters past the image's end: evicting a dirty
+	 * entry writes it there, which nothing reads. */
+	assert_int_equal(qcow2_cache_init(&c, 70, q->cluster_size, false), 0);
+	for (int step = 0; step < 20000; step++) {
+		unsigned r, op;
+		uint64_t off;
+
+		seed ^= seed << 13; /* xorshift64 */
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		r = (unsigned)(seed >> 32);
+		off = (uint64_t)(256 + (seed & 0xffff) % 160) * q->cluster_size;
+		/* Phases: balanced, then mostly gets (every entry ends up pinned), then mostly puts;
+		 * tables put back dirty in the later two, so dirty ones get evicted too. */
+		unsigned phase = (unsigned)step / 1500 % 3;
+
+		op = r % 16;
+
+		if (phase == 1 && op >= 6 && op <= 11)
+			op = r & (1u << 21) ? op : 0;
+		if (phase == 2 && (op < 6 || op > 13))
+			op = r & (1u << 21) ? op : 6;
+		switch (op) {
+		default: { /* get: a hit, or a miss that must evict what the scan would */
+			struct qcow2_cache_entry *ce = NULL;
+			bool hit = false;
+			int want, ret;
+
+			for (unsigned k = 0; k < c.n; k++)
+				hit |= c.e[k].offset == off;
+			want = hit ? -1 : scan_victim(&c);
+			if (npinned == ARRAY_SIZE(pinned))
+				break;
+			if (!hit && want != -1 && c.e[want].offset)
+				*(c.e[want].dirty ? &misses_dirty : &misses_clean) += 1;
+			ret = qcow2_cache_get(q, &c, off, false, &ce);
+			if (!hit && want == -1) {
+				assert_int_equal(ret, -EBUSY);
+				busy++;
+				break;
+			}
+			assert_int_equal(ret, 0);
+			assert_int_equal(ce->offset, off);
+			if (!hit)
+				assert_ptr_equal(ce, &c.e[want]);
+			pinned[npinned++] = ce;
+			break;
+		}
+		case 6: case 7: case 8: case 9: case 10: case 11: /* put, maybe after dirtying */
+			if (npinned) {
+				unsigned k = (r >> 4) % npinned;
+
+				if (phase || r & (1u << 19)) /* mostly dirty, all but the first phase */
+					pinned[k]->dirty = true;
+				qcow2_cache_put(pinned[k]);
+				pinned[k] = pinned[--npinned];
+			}
+			break;
+		case 12:
+			qcow2_cache_drop(&c, off);
+			break;
+		case 13:
+			if (r % 7 == 0)
+				assert_int_equal(qcow2_cache_write(q, &c), 0);
+			break;
+		}
+		check_lists(&c);
+	}
+	while (npinned)
+		qcow2_cache_put(pinned[--npinned]);
+	check_lists(&c);
+	/* The run went through every branch of the choice. */
+	fprintf(stderr, "# evictions: %u clean, %u dirty; %u busy\n", misses_clean, misses_dirty, busy);
+	assert_true(misses_clean > 100 && misses_dirty > 100 && busy > 0);
+	qcow2_cache_fini(&c);
+	image_close(img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -691,6 +842,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_bit),
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_dirty_repair),
+		cmocka_unit_test(test_cache_policy),
 		cmocka_unit_test(test_differential),
 	};
 

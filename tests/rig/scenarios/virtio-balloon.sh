@@ -37,8 +37,17 @@ while [ $n -lt 1200 ]; do
 	sleep 0.2
 	n=$((n + 1))
 done
-sleep 1
-after=$(kvmm_rss)
+# The RSS falls as kvmm discards the pages the guest gives: watch it (up to 10 s) rather
+# than sleep a fixed time, and keep the lowest reading taken while kvmm still ran.
+after=0
+n=0
+while [ $n -lt 50 ] && kill -0 "$KVMM_PID" 2>/dev/null; do
+	r=$(kvmm_rss)
+	[ "$r" -gt 0 ] && { [ "$after" = 0 ] || [ "$r" -lt "$after" ]; } && after=$r
+	[ "$after" -gt 0 ] && [ "$after" -le $((before - 131072)) ] && break
+	sleep 0.2
+	n=$((n + 1))
+done
 rig_kvmm_wait
 rig_show guest
 echo "kvmm VmRSS: peak ${before} kB, after inflating ${after} kB"

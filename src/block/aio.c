@@ -268,6 +268,43 @@ static bool xfer_post(struct image_aio *a, struct aio_xfer *x, int ret)
 	return wake;
 }
 
+/*
+ * Finish the requests of x here where their owner takes them at once
+ * (try_done), and post the rest: only when no other request waits, so a queue
+ * that keeps this thread busy keeps its completions batched in the owner's
+ * loop. Called and returns with a->lock held; true when the owner must be
+ * woken for posted requests.
+ */
+static bool xfer_finish(struct image_aio *a, struct aio_xfer *x, int ret)
+{
+	struct blk_req *r = x->first, *rest = NULL, **tail = &rest;
+	unsigned done = 0, done_other = 0;
+
+	if (a->sq_head)
+		return xfer_post(a, x, ret);
+	x->first = NULL;
+	pthread_mutex_unlock(&a->lock);
+	while (r) {
+		struct blk_req *next = r->next;
+		bool other = r->op != BLK_READ;
+
+		if (r->try_done && r->try_done(r, ret)) {
+			done++; /* r is the owner's again: not touched any more */
+			done_other += other;
+		} else {
+			*tail = r;
+			tail = &r->next;
+		}
+		r = next;
+	}
+	*tail = NULL;
+	pthread_mutex_lock(&a->lock);
+	a->pending -= done;
+	a->pending_other -= done_other;
+	x->first = rest;
+	return xfer_post(a, x, ret);
+}
+
 /* Redo a transfer the ring left short or interrupted, synchronously (same data: idempotent). */
 static int xfer_result(struct image *img, const struct aio_xfer *x, int res)
 {
@@ -429,7 +466,8 @@ static void aio_ring_loop(struct image *img)
 			pthread_mutex_unlock(&a->lock);
 			ret = io_pwritev(&img->io, x->iov, x->iovcnt, x->off);
 			pthread_mutex_lock(&a->lock);
-			wake |= xfer_post(a, x, ret);
+			/* Answered from here when the owner can: no trip through its loop. */
+			wake |= xfer_finish(a, x, ret);
 			unsignalled++;
 		}
 		if (unsignalled)

@@ -139,6 +139,13 @@ struct blk_req {
 	 * page-cache read the trip through the event loop.
 	 */
 	bool inline_ok;
+	/*
+	 * Optional: finish the request on the worker thread as soon as its I/O is
+	 * done, rather than through the event loop (used for writes). false: not
+	 * now (a lock is busy), and it is posted as usual; after true the block
+	 * layer no longer touches req. Called without the block layer's locks.
+	 */
+	bool (*try_done)(struct blk_req *req, int ret);
 	/* Private to the block layer. */
 	int ret;
 	bool finished; /* set under the worker's lock once it no longer touches the request */

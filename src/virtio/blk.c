@@ -164,6 +164,7 @@ static void blk_irq_flush(struct virtio_blk *b, struct virtio_dev *vd)
 
 static void blk_complete(struct virtio_blk *b, struct virtio_dev *vd, struct blk_inflight *f,
 			 int ret);
+static void blk_end(struct virtio_blk *b, struct virtio_dev *vd, struct blk_inflight *f, int ret);
 
 static void blk_done(struct blk_req *req, int ret)
 {
@@ -178,21 +179,44 @@ static void blk_done(struct blk_req *req, int ret)
 		return;
 	}
 	pthread_mutex_lock(&vd->lock);
-	/*
-	 * Without FLUSH the driver assumes no write cache (5.2.5): a write completes
-	 * only once it is durable, so follow it with a flush before answering.
-	 */
+	blk_end(b, vd, f, ret);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+/*
+ * The worker offers to finish a write the moment it is done (try_done): taken
+ * unless vd->lock is busy, and then the event loop finishes it as before. Lock
+ * order vd->lock, then the worker's: the worker holds none of its own here.
+ */
+static bool blk_try_done(struct blk_req *req, int ret)
+{
+	struct blk_inflight *f = (struct blk_inflight *)req;
+	struct virtio_blk *b = f->blk;
+	struct virtio_dev *vd = b->vd;
+
+	if (pthread_mutex_trylock(&vd->lock))
+		return false;
+	blk_end(b, vd, f, ret);
+	blk_irq_flush(b, vd);
+	pthread_mutex_unlock(&vd->lock);
+	return true;
+}
+
+/*
+ * A request's I/O is over (vd->lock held). Without FLUSH the driver assumes no
+ * write cache (5.2.5): a write completes only once it is durable, so it is
+ * followed by a flush before the answer.
+ */
+static void blk_end(struct virtio_blk *b, struct virtio_dev *vd, struct blk_inflight *f, int ret)
+{
 	if (ret == 0 && f->then_flush && f->generation == b->generation) {
 		f->then_flush = false;
 		f->req.op = BLK_FLUSH;
-		if (image_submit(b->img, &f->req) == 0) {
-			pthread_mutex_unlock(&vd->lock);
+		if (image_submit(b->img, &f->req) == 0)
 			return;
-		}
 		ret = -EIO;
 	}
 	blk_complete(b, vd, f, ret);
-	pthread_mutex_unlock(&vd->lock);
 }
 
 /* A request's end, with vd->lock held: answer the driver (unless reset since), free it. */
@@ -365,6 +389,7 @@ static bool blk_handle(struct virtio_blk *b, struct virtio_dev *vd, unsigned q,
 	f->op = f->req.op;
 	/* A read the page cache has whole is answered in this pass (blk_notify's interrupt). */
 	f->req.inline_ok = f->op == BLK_READ;
+	f->req.try_done = f->op == BLK_WRITE ? blk_try_done : NULL;
 	r = image_submit(b->img, &f->req);
 	if (r < 0)
 		goto ioerr;

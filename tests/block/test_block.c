@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -218,6 +219,85 @@ static void test_aio(void **state)
 	(void)state;
 	aio_run(IMAGE_FMT_QCOW2);
 	aio_run(IMAGE_FMT_RAW);
+}
+
+/* try_done: odd requests are finished by the worker, even ones declined (posted). */
+struct here_ctx {
+	pthread_t main;
+	int here, here_bad_thread, posted, errors;
+};
+
+static bool here_try(struct blk_req *r, int ret)
+{
+	struct here_ctx *c = r->opaque;
+
+	if (((uintptr_t)r->offset / 4096) % 2 == 0)
+		return false;
+	__atomic_fetch_add(&c->here, 1, __ATOMIC_SEQ_CST);
+	if (pthread_equal(pthread_self(), c->main))
+		__atomic_fetch_add(&c->here_bad_thread, 1, __ATOMIC_SEQ_CST);
+	if (ret)
+		__atomic_fetch_add(&c->errors, 1, __ATOMIC_SEQ_CST);
+	return true;
+}
+
+static void here_done(struct blk_req *r, int ret)
+{
+	struct here_ctx *c = r->opaque;
+
+	c->posted++;
+	if (ret)
+		c->errors++;
+}
+
+/*
+ * Writes offered to their owner on the worker thread (try_done): each is
+ * finished exactly once, either there or through the completion eventfd, and
+ * drain and the data see all of them. One at a time (the worker finishes the
+ * accepted ones itself), then a burst (queued behind each other: posted).
+ */
+static void test_aio_finish_here(void **state)
+{
+	struct image_create_opts co = { .format = IMAGE_FMT_RAW, .size = 1 * MiB };
+	enum { N = 48 };
+	static uint8_t bufs[N][4096], rd[4096];
+	struct iovec iov[N];
+	struct blk_req req[N];
+	struct here_ctx c = { .main = pthread_self() };
+	struct image *img;
+	struct err e;
+	char p[300];
+
+	(void)state;
+	path_of(p, "here.raw");
+	assert_int_equal(image_create(p, &co, &e), 0);
+	img = open_rw(p);
+	assert_int_equal(image_aio_start(img, &e), 0);
+	for (int i = 0; i < N; i++) {
+		memset(bufs[i], 0x40 + i, sizeof(bufs[i]));
+		iov[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
+		req[i] = (struct blk_req){ .op = BLK_WRITE, .offset = (uint64_t)i * 4096, .iov = &iov[i],
+					   .iovcnt = 1, .done = here_done, .try_done = here_try,
+					   .opaque = &c };
+	}
+	for (int i = 0; i < N / 2; i++) {
+		assert_int_equal(image_submit(img, &req[i]), 0);
+		image_aio_drain(img);
+		assert_int_equal(__atomic_load_n(&c.here, __ATOMIC_SEQ_CST) + c.posted, i + 1);
+	}
+	if (img->io.uring) /* the pipelined worker offers writes; the fallback never does */
+		assert_int_equal(__atomic_load_n(&c.here, __ATOMIC_SEQ_CST), N / 4);
+	for (int i = N / 2; i < N; i++)
+		assert_int_equal(image_submit(img, &req[i]), 0);
+	image_aio_drain(img);
+	assert_int_equal(__atomic_load_n(&c.here, __ATOMIC_SEQ_CST) + c.posted, N);
+	assert_int_equal(c.here_bad_thread, 0);
+	assert_int_equal(c.errors, 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(image_pread(img, (uint64_t)i * 4096, rd, sizeof(rd)), 0);
+		assert_memory_equal(rd, bufs[i], sizeof(rd));
+	}
+	image_close(img);
 }
 
 /*
@@ -836,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_raw_basic),
 		cmocka_unit_test(test_qcow2_basic),
 		cmocka_unit_test(test_aio),
+		cmocka_unit_test(test_aio_finish_here),
 		cmocka_unit_test(test_aio_order),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_backing_loop),

@@ -289,12 +289,12 @@ static void vcon_tx(struct vcon *c, struct virtio_dev *vd)
 		}
 		if (!all) {
 			/*
-			 * No room for the rest: the buffer goes back on the ring (we own
-			 * last_avail; the driver has not seen it used), and what was taken
-			 * of it is skipped when it is taken again.
+			 * No room for the rest: the buffer goes back on the ring (the
+			 * driver has not seen it used), and what was taken of it is
+			 * skipped when it is taken again.
 			 */
 			c->tx_skip += taken;
-			q->last_avail--;
+			virtq_unpop(q, 1);
 			break;
 		}
 		c->tx_skip = 0;

@@ -144,16 +144,6 @@ static void rx_kill(struct virtio_net *n, const char *why)
 		 n->tap.is_tap ? n->tap.ifname : "socket", why);
 }
 
-/* Give back the last k buffers taken: they are taken again when the frame fits. */
-static void rx_unpop(struct virtq *q, unsigned k)
-{
-	/*
-	 * With EVENT_IDX, virtq_pop already set avail_event past them, so the
-	 * driver's next buffer still notifies us.
-	 */
-	q->last_avail = (uint16_t)(q->last_avail - k);
-}
-
 /* Offloads the header asks the driver to accept must be ones it negotiated (5.1.6.4). */
 static bool rx_hdr_ok(const struct virtio_dev *vd, const struct virtio_net_hdr_v1 *h)
 {
@@ -198,7 +188,7 @@ static enum rx_result rx_deliver(struct virtio_net *n, struct virtio_dev *vd)
 		 * push us past rx_heads: a frame never spans more than one ring's worth.
 		 */
 		if (nbufs >= q->size) {
-			rx_unpop(q, nbufs);
+			virtq_unpop(q, nbufs);
 			return RX_DROP;
 		}
 		got = virtq_pop(q, e);
@@ -210,18 +200,18 @@ static enum rx_result rx_deliver(struct virtio_net *n, struct virtio_dev *vd)
 		if (got < 0)
 			return RX_BAD;
 		if (got == 0) {
-			rx_unpop(q, nbufs);
+			virtq_unpop(q, nbufs);
 			/* The whole ring cannot hold it: waiting would wait forever. */
 			return nbufs >= q->size ? RX_DROP : RX_NOBUF;
 		}
 		/* Receive buffers are device-writable only and hold at least the header. */
 		if (e->out_num || e->in_len == 0 || (nbufs == 0 && e->in_len < TAP_VNET_HDR_LEN)) {
-			rx_unpop(q, nbufs + 1);
+			virtq_unpop(q, nbufs + 1);
 			return RX_BAD;
 		}
 		chunk = (size_t)MIN((uint64_t)(len - off), e->in_len);
 		if (!mrg && chunk < len) {
-			rx_unpop(q, 1);
+			virtq_unpop(q, 1);
 			return RX_DROP;
 		}
 		iov_from_buf(e->iov + e->out_num, e->in_num, 0, n->rxbuf + off, chunk);

@@ -186,6 +186,11 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	return 1;
 }
 
+void virtq_unpop(struct virtq *q, unsigned k)
+{
+	q->last_avail = (uint16_t)(q->last_avail - k);
+}
+
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
 	struct {

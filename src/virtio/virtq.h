@@ -54,6 +54,12 @@ void virtq_reset(struct virtq *q);
  * the device into NEEDS_RESET.
  */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
+/*
+ * Give back the last k buffers popped and not pushed: the next pops take them
+ * again. (With EVENT_IDX, avail_event already lies past them, so the driver's
+ * next buffer still notifies.)
+ */
+void virtq_unpop(struct virtq *q, unsigned k);
 /* Return a buffer with the number of bytes written into its in iovecs. */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
 /* After pushes: does the driver want an interrupt now? (flags or used_event). */

@@ -406,7 +406,13 @@ static void vcpu_throttle(struct vcpu *c)
 	}
 	if (now - c->throttle_mark < THROTTLE_RUN_NS)
 		return;
-	until = now + (now - c->throttle_mark) * (uint64_t)pct / (uint64_t)(100 - pct);
+	/*
+	 * The stretch counts as at most two slices: the migration thread kicks every
+	 * slice, so a longer one was spent halted or parked, not running, and must
+	 * not be paid for with a sleep as long.
+	 */
+	until = now + MIN(now - c->throttle_mark, 2 * THROTTLE_RUN_NS) * (uint64_t)pct /
+			      (uint64_t)(100 - pct);
 	while (now < until && !atomic_load(&vm->stopping) && !atomic_load(&vm->pause_req)) {
 		uint64_t left = MIN(until - now, THROTTLE_RUN_NS);
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)left };
@@ -450,6 +456,7 @@ static void *vcpu_thread(void *arg)
 
 		if (atomic_load(&vm->pause_req)) {
 			vcpu_park(c);
+			c->throttle_mark = 0; /* a pause is not running time */
 			continue;
 		}
 		t0 = time_ns();

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* img.c: `kvmm img` (qemu-img compatible): the subcommand table and the helpers its files share. */
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -267,4 +268,28 @@ int cmd_img(int argc, char **argv)
 			return img_cmds[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "kvmm img: unknown command '%s' (try 'kvmm img help')\n", argv[1]);
 	return EXIT_USAGE;
+}
+
+int img_file_opts(int argc, char **argv, const char *name, const char **fmt, bool *json)
+{
+	static const struct option lo[] = { { "output", required_argument, NULL, 'O' },
+					    { "help", no_argument, NULL, 'h' }, { 0 } };
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:Uh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'f': *fmt = optarg; break;
+		case 'U': break;
+		case 'O':
+			if (img_parse_output(optarg, json))
+				return EXIT_ERR;
+			break;
+		case 'h': printf("usage: kvmm img %s [-f fmt] [--output human|json] FILE\n", name); return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return img_fail("%s: missing file name", name), EXIT_USAGE;
+	return -1;
 }

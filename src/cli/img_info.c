@@ -119,28 +119,14 @@ static void info_human(struct image *img)
 
 int img_info(int argc, char **argv)
 {
-	static const struct option lo[] = { { "output", required_argument, NULL, 'O' },
-					    { "help", no_argument, NULL, 'h' }, { 0 } };
 	const char *fmt = NULL;
 	bool json = false;
 	struct image *img;
 	int c, ret = EXIT_OK;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:Uh", lo, NULL)) != -1) {
-		switch (c) {
-		case 'f': fmt = optarg; break;
-		case 'U': break;
-		case 'O':
-			if (img_parse_output(optarg, &json))
-				return EXIT_ERR;
-			break;
-		case 'h': printf("usage: kvmm img info [-f fmt] [--output human|json] FILE\n"); return EXIT_OK;
-		default: return EXIT_USAGE;
-		}
-	}
-	if (optind >= argc)
-		return img_fail("info: missing file name"), EXIT_USAGE;
+	c = img_file_opts(argc, argv, "info", &fmt, &json);
+	if (c >= 0)
+		return c;
 	if (img_open(argv[optind], fmt, false, true, &img))
 		return EXIT_ERR;
 	if (json)

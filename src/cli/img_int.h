@@ -34,6 +34,12 @@ int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* --output human|json: 0, or EXIT_ERR after saying why. */
 int img_parse_output(const char *arg, bool *json);
 
+/*
+ * The options of info and map ([-f fmt] [-U] [--output human|json] FILE): -1 with
+ * the file at argv[optind], or the exit status to return (help, a usage error).
+ */
+int img_file_opts(int argc, char **argv, const char *name, const char **fmt, bool *json);
+
 /* Opens path (fmt NULL: probe); 0, or EXIT_ERR after saying why. */
 int img_open(const char *path, const char *fmt, bool rw, bool no_backing, struct image **img);
 

@@ -95,8 +95,6 @@ static int map_one(struct image *top, uint64_t off, uint64_t len, struct map_ext
 
 int img_map(int argc, char **argv)
 {
-	static const struct option lo[] = { { "output", required_argument, NULL, 'O' },
-					    { "help", no_argument, NULL, 'h' }, { 0 } };
 	const char *fmt = NULL;
 	bool json = false, first = true, have = false;
 	struct image *img;
@@ -104,21 +102,9 @@ int img_map(int argc, char **argv)
 	uint64_t size;
 	int c, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:Uh", lo, NULL)) != -1) {
-		switch (c) {
-		case 'f': fmt = optarg; break;
-		case 'U': break;
-		case 'O':
-			if (img_parse_output(optarg, &json))
-				return EXIT_ERR;
-			break;
-		case 'h': printf("usage: kvmm img map [-f fmt] [--output human|json] FILE\n"); return EXIT_OK;
-		default: return EXIT_USAGE;
-		}
-	}
-	if (optind >= argc)
-		return img_fail("map: missing file name"), EXIT_USAGE;
+	c = img_file_opts(argc, argv, "map", &fmt, &json);
+	if (c >= 0)
+		return c;
 	if (img_open(argv[optind], fmt, false, false, &img))
 		return EXIT_ERR;
 	if (!json)

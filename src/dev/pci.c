@@ -233,20 +233,6 @@ int pci_add_device(void *host, struct pci_device *d, struct err *e)
 	return 0;
 }
 
-void pci_restore_header(void *host, struct pci_device *d, const uint8_t *cfg)
-{
-	struct pci_host *h = host;
-
-	pthread_mutex_lock(&h->lock);
-	if (d->slot && h->slots[d->slot] == d) {
-		/* Command through the BARs in one write: the BARs are updated once, at the end. */
-		pci_dev_write(h, d, PCI_COMMAND, &cfg[PCI_COMMAND],
-			      PCI_BAR0 + 4 * PCI_NUM_BARS - PCI_COMMAND);
-		pci_dev_write(h, d, PCI_INTERRUPT_LINE, &cfg[PCI_INTERRUPT_LINE], 1);
-	}
-	pthread_mutex_unlock(&h->lock);
-}
-
 void pci_remove_device(void *host, struct pci_device *d)
 {
 	struct pci_host *h = host;

@@ -78,14 +78,4 @@ struct pci_device {
 int pci_add_device(void *host, struct pci_device *d, struct err *e);
 void pci_remove_device(void *host, struct pci_device *d);
 
-/*
- * Give d the command register, BARs and Interrupt Line of the configuration
- * space image cfg (a snapshot or migration record, so untrusted): each is
- * written as a guest write of the same bytes would be, so read-only bits keep
- * d's values, a BAR over RAM or outside the PCI windows is not decoded, and
- * the BARs are (un)mapped with bar_mapped and cfg_written called. Call it
- * without the locks those callbacks take (the host bridge's lock comes first).
- */
-void pci_restore_header(void *host, struct pci_device *d, const uint8_t *cfg);
-
 #endif

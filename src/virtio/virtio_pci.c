@@ -980,11 +980,7 @@ int virtio_load(struct virtio_dev *vd, const uint8_t *buf, size_t len)
 		vp->vec[q].ctrl = st.msix[q][3] & MSIX_ENTRY_MASKED;
 	}
 	memcpy(vp->pba, st.pba, sizeof(vp->pba));
-	/*
-	 * Only the guest-writable parts of config space come from the record: here
-	 * the bytes the transport owns (MSI-X control, the PCI_CFG window), copied
-	 * without side effects; below, those the host bridge manages.
-	 */
+	/* Only the guest-writable parts of config space come from the record. */
 	for (q = 0; q < PCI_CFG_SIZE; q++)
 		vp->pci.cfg[q] = (uint8_t)((vp->pci.cfg[q] & ~vp->pci.wmask[q]) |
 					   (st.pci_cfg[q] & vp->pci.wmask[q]));
@@ -992,14 +988,6 @@ int virtio_load(struct virtio_dev *vd, const uint8_t *buf, size_t len)
 		r = vd->ops->load(vd->priv, buf + 1 + sizeof(st) + 4, devlen);
 	intx_update(vp);
 	pthread_mutex_unlock(&vd->lock);
-	/*
-	 * Command, BARs (a guest may have moved them) and Interrupt Line go through
-	 * the guest's write path, outside vd->lock (lock order: the host bridge's
-	 * lock first): the same checks as a guest write, and BAR0's MMIO range and
-	 * notify ioeventfds follow the restored address (vp_bar_mapped).
-	 */
-	if (!r)
-		pci_restore_header(vd->ctx.pci, &vp->pci, st.pci_cfg);
 	return r;
 }
 

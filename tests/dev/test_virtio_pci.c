@@ -1014,126 +1014,6 @@ static void test_save_load(void **state)
 	free(u);
 }
 
-/* The 64-byte header as the guest reads it. */
-static void cfg_header(struct t *t, uint8_t *h)
-{
-	for (unsigned r = 0; r < 0x40; r += 4) {
-		uint32_t v = cfg_rd(t, t->slot, r, 4);
-
-		memcpy(h + r, &v, 4);
-	}
-}
-
-/* Replace t's device by one whose notify ioeventfds are registered (event loop + ioeventfd). */
-static void recreate_with_ioeventfds(struct t *t)
-{
-	struct err e = { { 0 } };
-
-	virtio_pci_destroy(t->vd);
-	t->vd = NULL;
-	fake_loop(&t->f);
-	t->f.ctx.ioeventfd = fake_ioeventfd;
-	assert_int_equal(virtio_rng_create(&t->f.ctx, &t->vd, &e), 0);
-	t->bar = (cfg_rd(t, t->slot, 0x10, 4) & ~0xfULL) |
-		 (uint64_t)cfg_rd(t, t->slot, 0x14, 4) << 32;
-}
-
-/*
- * The configuration the guest programmed (BAR moved above 4 GiB, command bits,
- * Interrupt Line, MSI-X enable and function mask) comes back with the device's
- * record, and the BAR decodes (with its notify ioeventfds) at the restored
- * address only. A crafted record cannot map a BAR over RAM nor set bits the
- * guest could not: it gets what a guest write of the same values would get.
- */
-static void test_save_load_pci_config(void **state)
-{
-	struct t *t = *state, *u = calloc(1, sizeof(*u));
-	const uint64_t moved = 0x240000000ULL; /* above 4 GiB and above RAM */
-	const uint16_t cmd = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
-	uint8_t want[0x40], got[0x40], *rec;
-	struct sbuf sb = { 0 };
-	uint32_t bar_lo;
-	uint16_t v16;
-	unsigned i;
-
-	assert_non_null(u);
-	start(t, 16);
-	cfg_wr(t, t->slot, PCI_BAR0, 4, (uint32_t)moved);
-	cfg_wr(t, t->slot, PCI_BAR0 + 4, 4, (uint32_t)(moved >> 32));
-	cfg_wr(t, t->slot, PCI_COMMAND, 2, cmd);
-	cfg_wr(t, t->slot, PCI_INTERRUPT_LINE, 1, 0x0b);
-	msix_control(t, 0xc000);
-	assert_int_equal(fake_mmio_read(&t->f, moved + C_STATUS, 1),
-			 S_ACK | S_DRV | S_FOK | S_DOK);
-	assert_false(fake_mmio_claimed(&t->f, t->bar, 4));
-	cfg_header(t, want);
-	assert_int_equal(virtio_save(t->vd, &sb), 0);
-
-	/* A new VM with the same devices: BAR0 where the host bridge put it, decoding. */
-	assert_int_equal(t_init(u), 0);
-	recreate_with_ioeventfds(u);
-	assert_true(fake_mmio_claimed(&u->f, u->bar, 4));
-	memset(&ioe, 0, sizeof(ioe));
-	ioe.vd = u->vd;
-	assert_int_equal(virtio_load(u->vd, sb.data, sb.len), 0);
-	ioe.vd = NULL;
-
-	cfg_header(u, got);
-	assert_memory_equal(got, want, sizeof(want));
-	assert_int_equal(cfg_rd(u, u->slot, PCI_COMMAND, 2), cmd);
-	assert_int_equal(cfg_rd(u, u->slot, PCI_INTERRUPT_LINE, 1), 0x0b);
-	assert_int_equal(cfg_rd(u, u->slot, u->msix_cap + 2, 2) & 0xc000, 0xc000);
-	/* The moved BAR reaches the common configuration; the old address is free. */
-	assert_int_equal(fake_mmio_read(&u->f, moved + C_STATUS, 1),
-			 S_ACK | S_DRV | S_FOK | S_DOK);
-	assert_int_equal(fake_mmio_read(&u->f, moved + C_NUM_QUEUES, 2), 1);
-	assert_false(fake_mmio_claimed(&u->f, u->bar, 4));
-	/* The queue's notify ioeventfd left the old address for the new, under vd->lock. */
-	assert_int_equal(ioe.n, 2);
-	assert_false(ioe.e[0].assign);
-	assert_int_equal(ioe.e[0].addr, u->bar + NOTIFY);
-	assert_true(ioe.e[1].assign);
-	assert_int_equal(ioe.e[1].addr, moved + NOTIFY);
-	assert_int_equal(ioe.unlocked, 0);
-
-	/*
-	 * A crafted record: the header is the last thing in the transport state
-	 * before the device's record; find it by its contents.
-	 */
-	rec = memmem(sb.data, sb.len, want, sizeof(want));
-	assert_non_null(rec);
-	memset(rec + PCI_COMMAND, 0xff, 2);  /* every command bit */
-	memset(rec + PCI_VENDOR_ID, 0xee, 4); /* read-only IDs */
-	bar_lo = 0x0010800b;                  /* in RAM, with the read-only type bits wrong */
-	memcpy(rec + PCI_BAR0, &bar_lo, 4);
-	memset(rec + PCI_BAR0 + 4, 0, 4);
-	ioe.n = 0;
-	ioe.vd = u->vd;
-	assert_int_equal(virtio_load(u->vd, sb.data, sb.len), 0);
-	ioe.vd = NULL;
-	v16 = (uint16_t)cfg_rd(u, u->slot, PCI_COMMAND, 2);
-	assert_int_equal(v16, cmd); /* only the bits a guest may set */
-	assert_int_equal(cfg_rd(u, u->slot, PCI_VENDOR_ID, 4), 0x10441af4);
-	/* Kept as a guest write would keep it (the type bits are the device's), but not decoded. */
-	assert_int_equal(cfg_rd(u, u->slot, PCI_BAR0, 4), 0x00108004);
-	assert_int_equal(cfg_rd(u, u->slot, PCI_BAR0 + 4, 4), 0);
-	for (i = 0; i < 0x8000; i += 0x1000) {
-		assert_false(fake_mmio_claimed(&u->f, 0x108000 + i, 4));
-		assert_false(fake_mmio_claimed(&u->f, moved + i, 4));
-	}
-	/* The ioeventfd left the old BAR and went nowhere. */
-	assert_int_equal(ioe.n, 1);
-	assert_false(ioe.e[0].assign);
-	assert_int_equal(ioe.e[0].addr, moved + NOTIFY);
-	/* The guest moves it somewhere legal: decoding again. */
-	cfg_wr(u, u->slot, PCI_BAR0, 4, 0xd0000000u);
-	assert_int_equal(fake_mmio_read(&u->f, 0xd0000000ULL + C_NUM_QUEUES, 2), 1);
-
-	sbuf_free(&sb);
-	t_fini(u);
-	free(u);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1151,7 +1031,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_isr_offsets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_move_ioeventfd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load_pci_config, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
